@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds the web app into frontend/dist/ (served by the GradeLab server at `/`).
+#
+# Needs Debian's rustc-web 1.96 toolchain (rust-toolchain.toml points at /usr);
+# installs it with apt when missing and running as root. Installs wasm-bindgen-cli,
+# at exactly the version in Cargo.lock, under $GRADELAB_CACHE/bin. Idempotent.
+#
+# Environment: GRADELAB_CACHE (default ~/.cache/gradelab), CARGO_TARGET_DIR
+# (default $GRADELAB_CACHE/frontend-target).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache="${GRADELAB_CACHE:-$HOME/.cache/gradelab}"
+target_dir="${CARGO_TARGET_DIR:-$cache/frontend-target}"
+dist="$here/dist"
+crate=gradelab_web
+debian_rust=1.96.0+dfsg1-1~deb12u2
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+ensure_debian_toolchain() {
+  if [[ -x /usr/bin/rustc && -e /usr/bin/rust-lld && -d /usr/lib/rustlib/src/rust/library ]] &&
+    /usr/bin/rustc --version | grep -q '^rustc 1\.96\.'; then
+    return
+  fi
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "error: needs Debian's rustc-web $debian_rust, rust-web-src and lld-22 (apt, as root)" >&2
+    exit 1
+  fi
+  log "installing Debian's rustc-web $debian_rust (std for wasm is rebuilt from its sources)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    "rustc-web=$debian_rust" "cargo-web=$debian_rust" "rust-web-src=$debian_rust" \
+    "libstd-rust-web-dev=$debian_rust" "rust-web-llvm=$debian_rust" lld-22
+}
+
+# The wasm-bindgen version the app links against: the CLI must match it exactly.
+locked_wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { found = 1; next }
+       found && /^version = / { gsub(/"/, "", $3); print $3; exit }' "$here/Cargo.lock"
+}
+
+ensure_wasm_bindgen() {
+  local want have=""
+  want="$(locked_wasm_bindgen_version)"
+  if [[ -z $want ]]; then
+    echo "error: no wasm-bindgen in $here/Cargo.lock" >&2
+    exit 1
+  fi
+  wasm_bindgen="$cache/bin/wasm-bindgen"
+  if [[ -x $wasm_bindgen ]]; then
+    have="$("$wasm_bindgen" --version | awk '{ print $2 }')"
+  fi
+  if [[ $have == "$want" ]]; then
+    return
+  fi
+  log "installing wasm-bindgen-cli $want into $cache/bin (takes a few minutes, once)"
+  mkdir -p "$cache"
+  # Outside frontend/, so the host toolchain builds it, without the wasm config.
+  # Not --locked: its lockfile pins a crate version the registry here lacks.
+  (cd "$cache" && env -u RUSTUP_TOOLCHAIN -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET \
+    cargo install wasm-bindgen-cli --version "=$want" --root "$cache" --force)
+}
+
+ensure_debian_toolchain
+ensure_wasm_bindgen
+
+log "building $crate (release, wasm32)"
+(cd "$here" && CARGO_TARGET_DIR="$target_dir" cargo build --release)
+
+log "generating JS bindings into $dist"
+rm -rf "$dist"
+mkdir -p "$dist"
+"$wasm_bindgen" --target web --no-typescript --remove-name-section --remove-producers-section \
+  --out-name "$crate" --out-dir "$dist" \
+  "$target_dir/wasm32-unknown-unknown/release/gradelab-web.wasm"
+cp "$here/index.html" "$here/style.css" "$dist/"
+
+wasm="$dist/${crate}_bg.wasm"
+printf 'wasm: %s bytes, %s bytes gzipped (-9)\n' \
+  "$(wc -c <"$wasm")" "$(gzip -9c "$wasm" | wc -c)"

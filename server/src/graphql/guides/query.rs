@@ -1,0 +1,69 @@
+//! Guide queries.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, Object, Result, SimpleObject, ID};
+
+use super::types::Guide;
+use crate::error::{AppError, GqlResultExt};
+use crate::graphql::{parse_id, require_user, state};
+use crate::service::guides;
+
+/// Extra fields on the guide list.
+#[derive(SimpleObject)]
+pub struct GuideConnectionFields {
+    /// How many guides the caller has in all.
+    pub total_count: u64,
+}
+
+/// Guide queries.
+#[derive(Default)]
+pub struct GuideQuery;
+
+#[Object]
+impl GuideQuery {
+    /// One of the caller's guides.
+    async fn guide(&self, ctx: &Context<'_>, id: ID) -> Result<Guide> {
+        let auth = require_user(ctx)?;
+        let id = parse_id(&id, "guide")?;
+        Ok(guides::get(&state(ctx)?.db, auth.user_id, id)
+            .await
+            .gql()?
+            .into())
+    }
+
+    /// The caller's guides, newest first (a Relay connection; `after` is an opaque cursor).
+    async fn guides(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        after: Option<String>,
+    ) -> Result<Connection<String, Guide, GuideConnectionFields, EmptyFields>> {
+        let auth = require_user(ctx)?;
+        let db = &state(ctx)?.db;
+        let before = after
+            .map(|cursor| {
+                cursor
+                    .parse::<i32>()
+                    .map_err(|_| AppError::bad_input("`after` is not a cursor from this list."))
+            })
+            .transpose()
+            .gql()?;
+        let limit = first as u64;
+        let mut rows = guides::list(db, auth.user_id, before, limit + 1)
+            .await
+            .gql()?;
+        let has_next = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let total_count = guides::count(db, auth.user_id).await.gql()?;
+        let mut connection = Connection::with_additional_fields(
+            before.is_some(),
+            has_next,
+            GuideConnectionFields { total_count },
+        );
+        connection.edges.extend(
+            rows.into_iter()
+                .map(|guide| Edge::new(guide.id.to_string(), Guide::from(guide))),
+        );
+        Ok(connection)
+    }
+}

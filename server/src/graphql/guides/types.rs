@@ -1,0 +1,284 @@
+//! GraphQL types for guides and their items.
+
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use entity::enums::GuideStatus as DbStatus;
+use entity::{guide_items, guides};
+
+use crate::error::GqlResultExt;
+use crate::graphql::jobs::types::Job;
+use crate::graphql::state;
+use crate::ingest::{Criterion, ExtractedItem};
+use crate::service::guides::{self as service, ExtractionMethod as ServiceMethod, ItemPatch};
+use crate::service::jobs;
+
+/// Where a guide is in item extraction.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "DbStatus")]
+pub enum GuideStatus {
+    /// Uploaded; extraction has not started.
+    Pending,
+    /// An extraction job is working on it.
+    Extracting,
+    /// Items extracted; the guide can be used.
+    Ready,
+    /// Extraction failed; `error` says why.
+    Failed,
+}
+
+/// How a guide's items are extracted.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExtractionMethod {
+    /// The language model when one is configured, falling back to the built-in parser when
+    /// the model fails.
+    #[default]
+    Auto,
+    /// The language model only: the job fails when the model does.
+    Llm,
+    /// The built-in parser only (for well-formatted guides: “Question 1 … [5 marks]”).
+    Parser,
+}
+
+impl From<ExtractionMethod> for ServiceMethod {
+    fn from(method: ExtractionMethod) -> Self {
+        match method {
+            ExtractionMethod::Auto => Self::Auto,
+            ExtractionMethod::Llm => Self::Llm,
+            ExtractionMethod::Parser => Self::Parser,
+        }
+    }
+}
+
+/// A teacher's marking guide.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Guide {
+    /// Stable identifier.
+    pub id: ID,
+    /// Title shown in the app.
+    pub title: String,
+    /// Name of the uploaded file; null for pasted text.
+    pub filename: Option<String>,
+    /// MIME type the file was read as; null for pasted text.
+    pub mime: Option<String>,
+    /// Lowercase hex SHA-256 of the normalised text (what duplicate detection compares).
+    pub content_sha256: String,
+    /// The guide's text as extracted and normalised.
+    pub text: String,
+    /// Where item extraction is.
+    pub status: GuideStatus,
+    /// Why the last extraction failed.
+    pub error: Option<String>,
+    /// When it was uploaded.
+    pub created_at: DateTime<Utc>,
+    /// When it or one of its items last changed.
+    pub updated_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub db_id: i32,
+    #[graphql(skip)]
+    pub user_id: i32,
+}
+
+impl From<guides::Model> for Guide {
+    fn from(guide: guides::Model) -> Self {
+        Self {
+            id: guide.id.into(),
+            db_id: guide.id,
+            user_id: guide.user_id,
+            title: guide.title,
+            filename: guide.filename,
+            mime: guide.mime,
+            content_sha256: guide.content_sha256,
+            text: guide.text,
+            status: guide.status.into(),
+            error: guide.error,
+            created_at: guide.created_at,
+            updated_at: guide.updated_at,
+        }
+    }
+}
+
+#[ComplexObject]
+impl Guide {
+    /// The guide's items in order.
+    async fn items(&self, ctx: &Context<'_>) -> Result<Vec<GuideItem>> {
+        let rows = service::items(&state(ctx)?.db, self.db_id).await.gql()?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Number of items.
+    async fn item_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        let rows = service::items(&state(ctx)?.db, self.db_id).await.gql()?;
+        Ok(rows.len() as i32)
+    }
+
+    /// Sum of the items' maximum marks.
+    async fn total_marks(&self, ctx: &Context<'_>) -> Result<f64> {
+        let rows = service::items(&state(ctx)?.db, self.db_id).await.gql()?;
+        Ok(rows.iter().map(|i| i.max_marks).sum())
+    }
+
+    /// The most recent extraction job, if any.
+    async fn extraction_job(&self, ctx: &Context<'_>) -> Result<Option<Job>> {
+        let rows = jobs::list(
+            &state(ctx)?.db,
+            self.user_id,
+            Some(entity::enums::JobKind::Extraction),
+            Some(self.db_id),
+            1,
+        )
+        .await
+        .gql()?;
+        Ok(rows.into_iter().next().map(Into::into))
+    }
+}
+
+/// One rubric criterion: what earns marks.
+#[derive(SimpleObject, InputObject, Clone)]
+#[graphql(input_name = "RubricCriterionInput")]
+pub struct RubricCriterion {
+    /// What the answer must contain or do.
+    pub description: String,
+    /// Marks it earns.
+    pub marks: f64,
+}
+
+impl From<Criterion> for RubricCriterion {
+    fn from(c: Criterion) -> Self {
+        Self {
+            description: c.description,
+            marks: c.marks,
+        }
+    }
+}
+
+impl From<RubricCriterion> for Criterion {
+    fn from(c: RubricCriterion) -> Self {
+        Self {
+            description: c.description,
+            marks: c.marks,
+        }
+    }
+}
+
+/// One question of a guide.
+#[derive(SimpleObject)]
+pub struct GuideItem {
+    /// Stable identifier.
+    pub id: ID,
+    /// The guide it belongs to.
+    pub guide_id: ID,
+    /// Place in the guide, from 0.
+    pub position: i32,
+    /// Label as printed in the guide, e.g. `1(b)`; answers are matched to items by it.
+    pub label: String,
+    /// The question as students see it.
+    pub question: String,
+    /// The model answer (may be empty).
+    pub model_answer: String,
+    /// Marks available.
+    pub max_marks: f64,
+    /// Rubric criteria.
+    pub rubric: Vec<RubricCriterion>,
+    /// Whether the teacher edited or added it (re-extraction keeps such items).
+    pub edited: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<guide_items::Model> for GuideItem {
+    fn from(item: guide_items::Model) -> Self {
+        let rubric = service::rubric(&item).into_iter().map(Into::into).collect();
+        Self {
+            id: item.id.into(),
+            guide_id: item.guide_id.into(),
+            position: item.position,
+            label: item.label,
+            question: item.question,
+            model_answer: item.model_answer,
+            max_marks: item.max_marks,
+            rubric,
+            edited: item.edited,
+            created_at: item.created_at,
+            updated_at: item.updated_at,
+        }
+    }
+}
+
+/// A new item.
+#[derive(InputObject)]
+pub struct GuideItemInput {
+    /// Label, unique within the guide, e.g. `4` or `2(c)`.
+    pub label: String,
+    /// The question.
+    pub question: String,
+    /// The model answer.
+    #[graphql(default)]
+    pub model_answer: String,
+    /// Marks available (0–1000).
+    pub max_marks: f64,
+    /// Rubric criteria.
+    #[graphql(default)]
+    pub rubric: Vec<RubricCriterion>,
+}
+
+impl From<GuideItemInput> for ExtractedItem {
+    fn from(input: GuideItemInput) -> Self {
+        Self {
+            label: input.label,
+            question: input.question,
+            model_answer: input.model_answer,
+            max_marks: input.max_marks,
+            criteria: input.rubric.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Changes to an item; fields left out stay as they are.
+#[derive(InputObject)]
+pub struct GuideItemPatch {
+    /// New label (unique within the guide).
+    pub label: Option<String>,
+    /// New question.
+    pub question: Option<String>,
+    /// New model answer.
+    pub model_answer: Option<String>,
+    /// New maximum marks.
+    pub max_marks: Option<f64>,
+    /// New rubric; replaces the old one.
+    pub rubric: Option<Vec<RubricCriterion>>,
+}
+
+impl From<GuideItemPatch> for ItemPatch {
+    fn from(patch: GuideItemPatch) -> Self {
+        Self {
+            label: patch.label,
+            question: patch.question,
+            model_answer: patch.model_answer,
+            max_marks: patch.max_marks,
+            criteria: patch
+                .rubric
+                .map(|r| r.into_iter().map(Into::into).collect()),
+        }
+    }
+}
+
+/// A new guide and the job extracting its items (follow it with `jobEvents`).
+#[derive(SimpleObject)]
+pub struct CreateGuidePayload {
+    /// The guide, with status `PENDING` until the job starts.
+    pub guide: Guide,
+    /// The extraction job.
+    pub job: Job,
+}
+
+impl From<service::Created> for CreateGuidePayload {
+    fn from(created: service::Created) -> Self {
+        Self {
+            guide: created.guide.into(),
+            job: created.job.into(),
+        }
+    }
+}

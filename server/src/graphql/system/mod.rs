@@ -1,0 +1,3 @@
+//! Server health and version.
+
+pub mod query;

@@ -1,0 +1,84 @@
+//! The `gradelab` command: serve the app, export the GraphQL schema, run migrations.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use gradelab::config::Settings;
+use gradelab::startup::Application;
+
+/// GradeLab: turn a marking guide into an AI grader you can trust.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (optional; `GRADELAB_*` environment variables override it).
+    #[arg(long, env = "GRADELAB_CONFIG", default_value = "gradelab.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and the web app (the default).
+    Serve,
+    /// Print the GraphQL schema (SDL) to standard output.
+    ExportSchema,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::ExportSchema) = cli.command {
+        print!("{}", gradelab::graphql::sdl());
+        return Ok(());
+    }
+    let (settings, unknown) = Settings::load(&cli.config)
+        .with_context(|| format!("reading configuration ({})", cli.config.display()))?;
+    gradelab::telemetry::init(settings.telemetry.json);
+    for key in unknown {
+        tracing::warn!(key, "unknown configuration key ignored");
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let db = gradelab::startup::connect(&settings).await?;
+            <migration::Migrator as migration::MigratorTrait>::up(&db, None).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::ExportSchema => Ok(()),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let addr = app.local_addr()?;
+    tracing::info!(%addr, "listening");
+    println!("GradeLab is running at http://{addr}/");
+    app.run_until(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,11 @@
+//! API tests against the real server over HTTP and WebSocket, one module per feature.
+
+mod accounts;
+mod guides;
+mod guides_fixtures;
+mod guides_hostile;
+mod limits;
+mod llm;
+mod schema;
+mod scoping;
+mod subscriptions;
