@@ -13,6 +13,7 @@ PG_CLUSTER=main
 PG_PORT=5432
 PG_ROLE=gradelab
 PG_PASSWORD=gradelab
+# shellcheck disable=SC2034 # used by ./gradelab
 PG_TEST_URL="postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
 
 # Run psql as the postgres OS user over the local socket (cd / so that psql

@@ -18,6 +18,8 @@ const NON_SETTING_ENV: &[&str] = &[
     "cache",
     "config",
     "llm_port",
+    "llm_threads",
+    "local_llm",
     "test_db",
     "test_pg_url",
     "test_llm_url",

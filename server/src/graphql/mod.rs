@@ -4,11 +4,13 @@
 //! its own `query`, `mutation`, `subscription` and `types` modules, merged here.
 
 pub mod account;
+pub mod answers;
 pub mod guides;
 pub mod jobs;
 pub mod llm;
 pub mod multipart;
 pub mod system;
+pub mod training;
 
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::{
@@ -29,19 +31,23 @@ use crate::state::AppState;
 #[derive(MergedObject, Default)]
 pub struct Query(
     account::query::AccountQuery,
+    answers::query::AnswerQuery,
     guides::query::GuideQuery,
     jobs::query::JobQuery,
     llm::query::LlmQuery,
     system::query::SystemQuery,
+    training::query::TrainingQuery,
 );
 
 /// All mutations.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     account::mutation::AccountMutation,
+    answers::mutation::AnswerMutation,
     guides::mutation::GuideMutation,
     jobs::mutation::JobMutation,
     llm::mutation::LlmMutation,
+    training::mutation::TrainingMutation,
 );
 
 /// All subscriptions.

@@ -1,8 +1,10 @@
 //! Business logic and transactions, one module per domain. Services know nothing of GraphQL.
 
 pub mod accounts;
+pub mod answers;
 pub mod guides;
 pub mod jobs;
+pub mod training;
 
 /// The handlers for every kind of background job this server runs.
 pub fn job_handlers() -> jobs::Handlers {
@@ -10,6 +12,10 @@ pub fn job_handlers() -> jobs::Handlers {
     handlers.register(
         entity::enums::JobKind::Extraction,
         guides::ExtractionHandler::default(),
+    );
+    handlers.register(
+        entity::enums::JobKind::Training,
+        training::TrainingHandler,
     );
     handlers
 }
