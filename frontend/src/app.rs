@@ -8,7 +8,8 @@ use leptos_router::{
 
 use crate::components::guard::{RequireAuth, RequireGuest};
 use crate::pages::{
-    dashboard::DashboardPage, not_found::NotFoundPage, signin::SignInPage, signup::SignUpPage,
+    dashboard::DashboardPage, guide::GuidePage, guides::GuidesPage, not_found::NotFoundPage,
+    signin::SignInPage, signup::SignUpPage, training::TrainingPage,
 };
 
 /// The whole app.
@@ -20,6 +21,18 @@ pub fn App() -> impl IntoView {
                 <Route
                     path=path!("/")
                     view=|| view! { <RequireAuth><DashboardPage /></RequireAuth> }
+                />
+                <Route
+                    path=path!("/guides")
+                    view=|| view! { <RequireAuth><GuidesPage /></RequireAuth> }
+                />
+                <Route
+                    path=path!("/guides/:id")
+                    view=|| view! { <RequireAuth><GuidePage /></RequireAuth> }
+                />
+                <Route
+                    path=path!("/training")
+                    view=|| view! { <RequireAuth><TrainingPage /></RequireAuth> }
                 />
                 <Route
                     path=path!("/signin")

@@ -6,6 +6,6 @@ mod components;
 mod pages;
 
 fn main() {
-    console_error_panic_hook::set_once();
+    // No panic hook: release builds abort on panic without a message (see .cargo/config.toml).
     leptos::mount::mount_to_body(app::App);
 }

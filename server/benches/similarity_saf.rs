@@ -62,7 +62,10 @@ fn main() -> Result<(), String> {
             r.spearman.unwrap_or(f64::NAN),
             r.mean_bias.unwrap_or(f64::NAN)
         );
-        println!("confusion (rows teacher, columns engine; bins 0, ¼, ½, ¾, 1): {:?}", r.confusion.counts);
+        println!(
+            "confusion (rows teacher, columns engine; bins 0, ¼, ½, ¾, 1): {:?}",
+            r.confusion.counts
+        );
     }
     let json = serde_json::to_string(&eval.model).map_err(|e| e.to_string())?;
     println!("\nserialised model: {} bytes of JSON", json.len());

@@ -290,7 +290,7 @@ impl Default for LlmSettings {
 impl Settings {
     /// Loads settings from defaults, then `config_file` (if it exists), then the environment.
     /// Returns the settings and the keys that matched nothing, for the caller to warn about.
-    pub fn load(config_file: &Path) -> Result<(Self, Vec<String>), figment::Error> {
+    pub fn load(config_file: &Path) -> Result<(Self, Vec<String>), Box<figment::Error>> {
         let figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(config_file))
             .merge(
@@ -298,8 +298,8 @@ impl Settings {
                     .split("__")
                     .ignore(NON_SETTING_ENV),
             );
-        let settings: Settings = figment.extract()?;
-        let given: serde_json::Value = figment.extract()?;
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        let given: serde_json::Value = figment.extract().map_err(Box::new)?;
         let known = serde_json::to_value(Settings::default()).unwrap_or_default();
         let mut unknown = Vec::new();
         unknown_keys(&given, &known, "", &mut unknown);
@@ -365,6 +365,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
     fn environment_overrides_file_and_unknown_keys_are_reported() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -373,7 +377,8 @@ mod tests {
             )?;
             jail.set_env("GRADELAB_SERVER__BIND", "127.0.0.1:9100");
             jail.set_env("GRADELAB_LLM__MODEL", "gpt-4o-mini");
-            let (settings, unknown) = Settings::load(Path::new("gradelab.toml"))?;
+            let (settings, unknown) =
+                Settings::load(Path::new("gradelab.toml")).map_err(|err| *err)?;
             assert_eq!(settings.server.bind.port(), 9100);
             assert_eq!(settings.data_dir, PathBuf::from("/srv/g"));
             assert_eq!(settings.llm.model, "gpt-4o-mini");

@@ -412,7 +412,9 @@ mod tests {
 
     #[test]
     fn a_missing_model_directory_says_how_to_get_one() {
-        let err = SentenceEncoder::load(Path::new("/nonexistent/all-minilm")).unwrap_err();
+        let Err(err) = SentenceEncoder::load(Path::new("/nonexistent/all-minilm")) else {
+            panic!("a model loaded from a directory that does not exist");
+        };
         let message = err.to_string();
         assert!(message.contains("/nonexistent/all-minilm"), "{message}");
         assert!(message.contains("./gradelab up"), "{message}");
@@ -421,7 +423,9 @@ mod tests {
             "{message}"
         );
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let err = SentenceEncoder::load(dir.path()).unwrap_err();
+        let Err(err) = SentenceEncoder::load(dir.path()) else {
+            panic!("a model loaded from an empty directory");
+        };
         assert!(err.to_string().contains("model.safetensors"), "{err}");
     }
 
@@ -435,7 +439,9 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let e = embedder.embed_blocking(&texts).unwrap_or_else(|e| panic!("{e}"));
+        let e = embedder
+            .embed_blocking(&texts)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(e.len(), 3);
         for v in &e {
             assert_eq!(v.len(), EMBEDDING_DIM);
@@ -496,23 +502,45 @@ mod tests {
             .chain(std::iter::once("Answer 0: repeated".to_string()))
             .chain(std::iter::once("Answer 0: repeated".to_string()))
             .collect();
-        let together = embedder.embed(&texts).await.unwrap_or_else(|e| panic!("{e}"));
+        let together = embedder
+            .embed(&texts)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(together.len(), texts.len());
-        assert_eq!(embedder.cached(), texts.len() - 1, "the repeat is embedded once");
+        assert_eq!(
+            embedder.cached(),
+            texts.len() - 1,
+            "the repeat is embedded once"
+        );
         // Each text alone (no padding, no batch neighbours) gives the same vector.
-        let fresh = embedder.inner.encoder.embed(&[texts[5].as_str()]).unwrap_or_else(|e| panic!("{e}"));
-        let fresh_short = embedder.inner.encoder.embed(&[texts[40].as_str()]).unwrap_or_else(|e| panic!("{e}"));
+        let fresh = embedder
+            .inner
+            .encoder
+            .embed(&[texts[5].as_str()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let fresh_short = embedder
+            .inner
+            .encoder
+            .embed(&[texts[40].as_str()])
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(cosine(&together[5], &fresh[0]) > 0.99999);
         assert!(cosine(&together[40], &fresh_short[0]) > 0.99999);
-        assert!(cosine(&together[5], &together[6]) < 0.99999, "distinct texts differ");
+        assert!(
+            cosine(&together[5], &together[6]) < 0.99999,
+            "distinct texts differ"
+        );
         // A second call is served from the cache.
-        let again = embedder.embed(&texts[..3]).await.unwrap_or_else(|e| panic!("{e}"));
+        let again = embedder
+            .embed(&texts[..3])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(Arc::ptr_eq(&again[0], &together[0]));
     }
 
     #[test]
     fn texts_past_128_tokens_are_not_cut_at_the_wheels_128() {
-        let encoder = SentenceEncoder::load(&settings().model_dir).unwrap_or_else(|e| panic!("{e}"));
+        let encoder =
+            SentenceEncoder::load(&settings().model_dir).unwrap_or_else(|e| panic!("{e}"));
         let base = "routing tables are updated by distance vector messages ".repeat(20);
         let longer = format!("{base} but link state flooding is used instead in this network");
         let e = encoder

@@ -11,7 +11,9 @@ pub fn init(json: bool) {
     let registry = tracing_subscriber::registry().with(filter);
     // `try_init` so that a second call (tests, embedding) is harmless.
     let _ = if json {
-        registry.with(fmt::layer().json().with_current_span(true)).try_init()
+        registry
+            .with(fmt::layer().json().with_current_span(true))
+            .try_init()
     } else {
         registry.with(fmt::layer().with_target(false)).try_init()
     };

@@ -42,7 +42,10 @@ async fn similarity_engine_beats_train_mean_and_raw_cosine_on_saf() {
         last.graded_item.mse < first.graded_item.mse,
         "{first:?} -> {last:?}"
     );
-    assert!(last.new_item.mse < first.new_item.mse, "{first:?} -> {last:?}");
+    assert!(
+        last.new_item.mse < first.new_item.mse,
+        "{first:?} -> {last:?}"
+    );
 
     let get = |name: &str| saf::row(&eval, name).unwrap_or_else(|| panic!("no row {name}"));
     let engine = get("similarity engine, marks on the 0.25 step");
@@ -54,11 +57,27 @@ async fn similarity_engine_beats_train_mean_and_raw_cosine_on_saf() {
     // Unseen answers (items with graded answers): better than the train mean and than raw
     // cosine, and below "always full marks" (64 % of SAF answers have full marks).
     let (e, m, f, c) = (engine[0], train_mean[0], full[0], cosine[0]);
-    assert!(value(e.mae, "engine MAE") < value(m.mae, "train-mean MAE"), "{e:?} vs {m:?}");
-    assert!(value(e.mae, "engine MAE") < value(f.mae, "full-marks MAE"), "{e:?} vs {f:?}");
-    assert!(value(e.r, "engine r") > value(c.r, "cosine r"), "{e:?} vs {c:?}");
+    assert!(
+        value(e.mae, "engine MAE") < value(m.mae, "train-mean MAE"),
+        "{e:?} vs {m:?}"
+    );
+    assert!(
+        value(e.mae, "engine MAE") < value(f.mae, "full-marks MAE"),
+        "{e:?} vs {f:?}"
+    );
+    assert!(
+        value(e.r, "engine r") > value(c.r, "cosine r"),
+        "{e:?} vs {c:?}"
+    );
+
+    // Issue 6's QWK target on unseen answers (measured 0.62; its r target of 0.65 is met
+    // only just, 0.650, so it is printed, not asserted).
+    assert!(value(e.qwk, "engine QWK") >= 0.55, "{e:?}");
 
     // Unseen questions (new items): still better than the train mean.
     let (e, m) = (engine[1], train_mean[1]);
-    assert!(value(e.mae, "engine MAE") < value(m.mae, "train-mean MAE"), "{e:?} vs {m:?}");
+    assert!(
+        value(e.mae, "engine MAE") < value(m.mae, "train-mean MAE"),
+        "{e:?} vs {m:?}"
+    );
 }

@@ -70,9 +70,18 @@ async fn the_same_email_cannot_sign_up_twice() {
 async fn bad_sign_up_input_gets_a_clear_error() {
     let app = spawn_app().await;
     let cases = [
-        (json!({ "email": "not-an-email", "password": "long enough pw", "displayName": "X" }), "not a valid email"),
-        (json!({ "email": "x@example.org", "password": "short", "displayName": "X" }), "Passwords must be"),
-        (json!({ "email": "x@example.org", "password": "long enough pw", "displayName": "  " }), "display name"),
+        (
+            json!({ "email": "not-an-email", "password": "long enough pw", "displayName": "X" }),
+            "not a valid email",
+        ),
+        (
+            json!({ "email": "x@example.org", "password": "short", "displayName": "X" }),
+            "Passwords must be",
+        ),
+        (
+            json!({ "email": "x@example.org", "password": "long enough pw", "displayName": "  " }),
+            "display name",
+        ),
     ];
     for (input, expected) in cases {
         let response = app
@@ -108,7 +117,11 @@ async fn requests_without_a_token_are_unauthenticated() {
     let anonymous = app.graphql(None, ME, json!({})).await;
     assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"));
     let forged = app
-        .graphql(Some("glab_forgedforgedforgedforgedforgedforged"), ME, json!({}))
+        .graphql(
+            Some("glab_forgedforgedforgedforgedforgedforged"),
+            ME,
+            json!({}),
+        )
         .await;
     assert_eq!(forged.error_code(), Some("UNAUTHENTICATED"));
 }

@@ -152,9 +152,10 @@ fn expected_items(name: &str) -> Vec<Value> {
     json["items"].as_array().cloned().unwrap_or_default()
 }
 
-/// Extracts every fixture with `method` and prints the accuracy table; returns the total.
+/// Extracts `fixtures` with `method` and prints the accuracy table; returns the total.
 async fn run(
     method: &str,
+    fixtures: &[&str],
     configure: impl FnOnce(&mut gradelab::config::Settings),
     timeout: Duration,
 ) -> (Score, Vec<(String, Score)>) {
@@ -162,7 +163,7 @@ async fn run(
     let teacher = app.sign_up("Teacher").await;
     let mut rows = Vec::new();
     let mut total = Score::default();
-    for name in FIXTURES {
+    for name in fixtures {
         let started = std::time::Instant::now();
         let (guide, job) = extract_fixture(&app, &teacher.token, name, method, timeout).await;
         let items = guide["items"].as_array().cloned().unwrap_or_default();
@@ -186,7 +187,7 @@ async fn run(
     let fields = 5 * total.expected;
     println!(
         "{method:6} TOTAL {} guides, {} expected items: label {:.1}% question {:.1}% answer {:.1}% marks {:.1}% rubric {:.1}%  field-level accuracy {:.1}% ({} of {fields} fields)",
-        FIXTURES.len(),
+        fixtures.len(),
         total.expected,
         100.0 * total.hits[0] as f64 / total.expected as f64,
         100.0 * total.hits[1] as f64 / total.expected as f64,
@@ -201,7 +202,7 @@ async fn run(
 
 #[tokio::test]
 async fn the_parser_extracts_the_fixture_guides_field_by_field() {
-    let (total, rows) = run("PARSER", |_| {}, Duration::from_secs(60)).await;
+    let (total, rows) = run("PARSER", FIXTURES, |_| {}, Duration::from_secs(60)).await;
     for (name, score) in &rows {
         assert!(
             score.accuracy() >= 0.8,
@@ -212,7 +213,9 @@ async fn the_parser_extracts_the_fixture_guides_field_by_field() {
     assert!(total.accuracy() >= 0.95, "{:.1}%", total.accuracy() * 100.0);
 }
 
-/// Runs the real local model (or any endpoint) named by `GRADELAB_TEST_LLM_URL`.
+/// Runs the real local model (or any endpoint) named by `GRADELAB_TEST_LLM_URL` on every
+/// fixture, or on those named in `GRADELAB_TEST_LLM_FIXTURES` (comma-separated file names;
+/// for a quick check on a busy machine).
 #[tokio::test]
 async fn the_model_extracts_the_fixture_guides_field_by_field() {
     let Ok(url) = std::env::var("GRADELAB_TEST_LLM_URL") else {
@@ -224,8 +227,15 @@ async fn the_model_extracts_the_fixture_guides_field_by_field() {
         return;
     };
     let model = std::env::var("GRADELAB_TEST_LLM_MODEL").unwrap_or_else(|_| "local".into());
+    let chosen = std::env::var("GRADELAB_TEST_LLM_FIXTURES").unwrap_or_default();
+    let fixtures: Vec<&str> = FIXTURES
+        .iter()
+        .copied()
+        .filter(|name| chosen.is_empty() || chosen.split(',').any(|c| c.trim() == *name))
+        .collect();
     let (total, _) = run(
         "LLM",
+        &fixtures,
         move |settings| {
             settings.llm.provider = "llamacpp".into();
             settings.llm.base_url = url;

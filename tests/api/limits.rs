@@ -8,7 +8,10 @@ async fn malformed_graphql_gets_an_error_not_a_crash() {
     let app = spawn_app().await;
     let response = app.graphql(None, "{ me { ", json!({})).await;
     assert!(!response.errors.is_empty());
-    let health = app.graphql(None, "{ health { version database } }", json!({})).await.ok();
+    let health = app
+        .graphql(None, "{ health { version database } }", json!({}))
+        .await
+        .ok();
     assert!(health["health"]["version"].is_string());
 }
 

@@ -149,9 +149,18 @@ impl Harness {
         self.llm.default_params().max_tokens(200)
     }
 
-    async fn grade(&self, ctx: &CallContext, params: &CallParams) -> Result<Structured<Grade>, LlmError> {
+    async fn grade(
+        &self,
+        ctx: &CallContext,
+        params: &CallParams,
+    ) -> Result<Structured<Grade>, LlmError> {
         self.llm
-            .structured_with_schema::<Grade>(ctx, params, &grading_messages("100 °C at sea level."), &grade_schema(2))
+            .structured_with_schema::<Grade>(
+                ctx,
+                params,
+                &grading_messages("100 °C at sea level."),
+                &grade_schema(2),
+            )
             .await
     }
 }
@@ -208,11 +217,16 @@ async fn the_real_local_model_grades_with_valid_structured_output() {
         assert!(!grade.meta.cache_hit);
         scores.push(grade.value.score);
     }
-    assert!(scores[0] > scores[1], "a correct answer outscores a wrong one: {scores:?}");
+    assert!(
+        scores[0] > scores[1],
+        "a correct answer outscores a wrong one: {scores:?}"
+    );
 
     let rows = calls(&h.db).await;
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.status == "ok" && r.provider == "llamacpp" && r.cost_usd == 0.0));
+    assert!(rows
+        .iter()
+        .all(|r| r.status == "ok" && r.provider == "llamacpp" && r.cost_usd == 0.0));
 }
 
 #[tokio::test]
@@ -243,10 +257,16 @@ async fn transient_failures_are_retried_and_the_call_is_counted_once() {
 
     let started = Instant::now();
     let grade = h
-        .grade(&CallContext::task("grade").user(h.user_id).job(job_id), &h.params())
+        .grade(
+            &CallContext::task("grade").user(h.user_id).job(job_id),
+            &h.params(),
+        )
         .await
         .unwrap_or_else(|err| panic!("the fourth attempt succeeds: {err}"));
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
     assert_eq!(grade.value.score, 2);
     assert!(grade.value.criteria[0].awarded);
     assert_eq!(grade.meta.attempts, 4);
@@ -255,13 +275,27 @@ async fn transient_failures_are_retried_and_the_call_is_counted_once() {
     let rows = calls(&h.db).await;
     assert_eq!(rows.len(), 1, "one row per logical call");
     let row = &rows[0];
-    assert_eq!((row.attempts, row.status.as_str(), row.cache_hit), (4, "ok", false));
-    assert_eq!(row.prompt_tokens, CANNED_PROMPT_TOKENS, "failed attempts bill nothing");
+    assert_eq!(
+        (row.attempts, row.status.as_str(), row.cache_hit),
+        (4, "ok", false)
+    );
+    assert_eq!(
+        row.prompt_tokens, CANNED_PROMPT_TOKENS,
+        "failed attempts bill nothing"
+    );
     assert_eq!(row.completion_tokens, CANNED_COMPLETION_TOKENS);
-    assert_eq!((row.user_id, row.job_id, row.task.as_str()), (Some(h.user_id), Some(job_id), "grade"));
+    assert_eq!(
+        (row.user_id, row.job_id, row.task.as_str()),
+        (Some(h.user_id), Some(job_id), "grade")
+    );
     assert!(row.latency_ms >= 1_000);
 
-    let job = jobs::Entity::find_by_id(job_id).one(&h.db).await.ok().flatten().expect("job");
+    let job = jobs::Entity::find_by_id(job_id)
+        .one(&h.db)
+        .await
+        .ok()
+        .flatten()
+        .expect("job");
     assert_eq!(job.prompt_tokens, CANNED_PROMPT_TOKENS);
     assert_eq!(job.completion_tokens, CANNED_COMPLETION_TOKENS);
 }
@@ -270,7 +304,9 @@ async fn transient_failures_are_retried_and_the_call_is_counted_once() {
 async fn retry_after_as_an_http_date_is_honoured_and_too_long_a_wait_fails_at_once() {
     let server = FaultServer::canned(VALID_GRADE).await;
     let in_three_seconds = std::time::SystemTime::now() + Duration::from_secs(3);
-    server.push([Fault::RateLimited(httpdate::fmt_http_date(in_three_seconds))]);
+    server.push([Fault::RateLimited(httpdate::fmt_http_date(
+        in_three_seconds,
+    ))]);
     let h = harness(&server.base_url, |_| {}).await;
     let ctx = CallContext::task("grade").user(h.user_id);
 
@@ -278,7 +314,11 @@ async fn retry_after_as_an_http_date_is_honoured_and_too_long_a_wait_fails_at_on
     let grade = h.grade(&ctx, &h.params().cache(CachePolicy::Never)).await;
     assert!(grade.is_ok(), "{grade:?}");
     // HTTP dates have one-second resolution: the wait is between 2 and 3 s.
-    assert!(started.elapsed() >= Duration::from_millis(1_500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_500),
+        "{:?}",
+        started.elapsed()
+    );
 
     server.push([Fault::RateLimited("3600".into())]);
     let started = Instant::now();
@@ -287,7 +327,10 @@ async fn retry_after_as_an_http_date_is_honoured_and_too_long_a_wait_fails_at_on
         .await
         .expect_err("an hour's wait is not worth holding a worker");
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(matches!(err, LlmError::RateLimited { attempts: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, LlmError::RateLimited { attempts: 1, .. }),
+        "{err:?}"
+    );
     assert_eq!(AppError::from(err).code(), ErrorCode::RateLimited);
 }
 
@@ -300,7 +343,10 @@ async fn persistent_rate_limiting_ends_in_rate_limited_after_the_retries() {
         .grade(&CallContext::task("grade").user(h.user_id), &h.params())
         .await
         .expect_err("still rate limited");
-    assert!(matches!(err, LlmError::RateLimited { attempts: 4, .. }), "{err:?}");
+    assert!(
+        matches!(err, LlmError::RateLimited { attempts: 4, .. }),
+        "{err:?}"
+    );
     assert_eq!(server.requests(), 4, "1 attempt + max_retries 3");
     let message = err.to_string();
     let app_err = AppError::from(err);
@@ -318,16 +364,29 @@ async fn final_errors_are_not_retried() {
     let server = FaultServer::canned(VALID_GRADE).await;
     let h = harness(&server.base_url, |_| {}).await;
     let ctx = CallContext::task("grade").user(h.user_id);
-    for (status, hint) in [(401, "API key"), (403, "API key"), (400, "injected"), (404, "model")] {
+    for (status, hint) in [
+        (401, "API key"),
+        (403, "API key"),
+        (400, "injected"),
+        (404, "model"),
+    ] {
         let before = server.requests();
         server.push([Fault::Status(status)]);
         let err = h
             .grade(&ctx, &h.params().cache(CachePolicy::Never))
             .await
             .expect_err("a final error");
-        assert_eq!(server.requests() - before, 1, "HTTP {status} is not retried");
+        assert_eq!(
+            server.requests() - before,
+            1,
+            "HTTP {status} is not retried"
+        );
         match &err {
-            LlmError::Status { status: s, attempts: 1, message } => {
+            LlmError::Status {
+                status: s,
+                attempts: 1,
+                message,
+            } => {
                 assert_eq!(*s, status);
                 assert!(message.contains(hint), "{message}");
             }
@@ -338,7 +397,11 @@ async fn final_errors_are_not_retried() {
     let rows = calls(&h.db).await;
     assert_eq!(rows.len(), 4);
     assert!(rows.iter().all(|r| r.status == "error" && r.attempts == 1));
-    assert!(rows[0].error.as_deref().unwrap_or_default().contains("HTTP 401"));
+    assert!(rows[0]
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("HTTP 401"));
 }
 
 #[tokio::test]
@@ -352,15 +415,30 @@ async fn a_stalled_response_times_out_and_is_retried() {
         .cache(CachePolicy::Never);
 
     server.push([Fault::Stall(Duration::from_secs(3))]);
-    let grade = h.grade(&ctx, &params).await.expect("the retry answers in time");
+    let grade = h
+        .grade(&ctx, &params)
+        .await
+        .expect("the retry answers in time");
     assert_eq!(grade.meta.attempts, 2);
 
     server.push(std::iter::repeat_n(Fault::Stall(Duration::from_secs(3)), 4));
     let started = Instant::now();
-    let err = h.grade(&ctx, &params).await.expect_err("every attempt stalls");
-    assert!(matches!(err, LlmError::Timeout { attempts: 4, .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "attempts were cut at the timeout");
-    assert!(err.to_string().contains("did not answer within 0.3s"), "{err}");
+    let err = h
+        .grade(&ctx, &params)
+        .await
+        .expect_err("every attempt stalls");
+    assert!(
+        matches!(err, LlmError::Timeout { attempts: 4, .. }),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "attempts were cut at the timeout"
+    );
+    assert!(
+        err.to_string().contains("did not answer within 0.3s"),
+        "{err}"
+    );
     assert_eq!(AppError::from(err).code(), ErrorCode::Upstream);
 }
 
@@ -373,7 +451,10 @@ async fn invalid_json_gets_one_repair_request_showing_the_model_its_error() {
     let job_id = new_job(&h.db, h.user_id).await;
 
     let grade = h
-        .grade(&CallContext::task("grade").user(h.user_id).job(job_id), &h.params())
+        .grade(
+            &CallContext::task("grade").user(h.user_id).job(job_id),
+            &h.params(),
+        )
         .await
         .expect("the repaired reply parses");
     assert_eq!(grade.value.score, 2);
@@ -383,7 +464,11 @@ async fn invalid_json_gets_one_repair_request_showing_the_model_its_error() {
     assert_eq!(bodies.len(), 2);
     assert_eq!(bodies[0]["response_format"]["type"], "json_schema");
     let repair = bodies[1]["messages"].as_array().expect("messages");
-    assert_eq!(repair.len(), 4, "original messages + the bad reply + the correction");
+    assert_eq!(
+        repair.len(),
+        4,
+        "original messages + the bad reply + the correction"
+    );
     assert_eq!(repair[2]["role"], "assistant");
     assert_eq!(repair[2]["content"], truncated);
     let correction = repair[3]["content"].as_str().unwrap_or_default();
@@ -394,7 +479,12 @@ async fn invalid_json_gets_one_repair_request_showing_the_model_its_error() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].attempts, 2);
     assert_eq!(rows[0].prompt_tokens, 2 * CANNED_PROMPT_TOKENS);
-    let job = jobs::Entity::find_by_id(job_id).one(&h.db).await.ok().flatten().expect("job");
+    let job = jobs::Entity::find_by_id(job_id)
+        .one(&h.db)
+        .await
+        .ok()
+        .flatten()
+        .expect("job");
     assert_eq!(job.completion_tokens, 2 * CANNED_COMPLETION_TOKENS);
 }
 
@@ -411,7 +501,12 @@ async fn prose_twice_is_an_upstream_error_that_keeps_the_raw_reply() {
         .await
         .expect_err("no valid JSON after the repair");
     match &err {
-        LlmError::InvalidOutput { schema, raw, attempts, .. } => {
+        LlmError::InvalidOutput {
+            schema,
+            raw,
+            attempts,
+            ..
+        } => {
             assert_eq!(schema, "Grade");
             assert_eq!(raw, "The score is 2 out of 2.");
             assert_eq!(*attempts, 2);
@@ -425,10 +520,24 @@ async fn prose_twice_is_an_upstream_error_that_keeps_the_raw_reply() {
     let rows = calls(&h.db).await;
     assert_eq!(rows.len(), 1);
     let error = rows[0].error.clone().unwrap_or_default();
-    assert!(error.contains("The score is 2 out of 2."), "the raw reply is kept: {error}");
-    assert_eq!(rows[0].prompt_tokens, 2 * CANNED_PROMPT_TOKENS, "both replies were billed");
+    assert!(
+        error.contains("The score is 2 out of 2."),
+        "the raw reply is kept: {error}"
+    );
+    assert_eq!(
+        rows[0].prompt_tokens,
+        2 * CANNED_PROMPT_TOKENS,
+        "both replies were billed"
+    );
     // A failed call is not cached.
-    assert_eq!(llm_cache::Entity::find().all(&h.db).await.map(|r| r.len()).ok(), Some(0));
+    assert_eq!(
+        llm_cache::Entity::find()
+            .all(&h.db)
+            .await
+            .map(|r| r.len())
+            .ok(),
+        Some(0)
+    );
 }
 
 #[tokio::test]
@@ -454,7 +563,10 @@ async fn the_cache_answers_a_repeat_without_a_request() {
     let job_id = new_job(&h.db, h.user_id).await;
 
     let first = h.grade(&ctx, &h.params()).await.expect("first call");
-    let second = h.grade(&ctx.clone().job(job_id), &h.params()).await.expect("repeat");
+    let second = h
+        .grade(&ctx.clone().job(job_id), &h.params())
+        .await
+        .expect("repeat");
     assert_eq!(server.requests(), 1, "the repeat never reached the server");
     assert!(!first.meta.cache_hit && second.meta.cache_hit);
     assert_eq!(second.meta.attempts, 0);
@@ -464,8 +576,20 @@ async fn the_cache_answers_a_repeat_without_a_request() {
     let rows = calls(&h.db).await;
     assert_eq!(rows.len(), 2, "a cache hit is a call too");
     assert!(rows[1].cache_hit);
-    assert_eq!((rows[1].prompt_tokens, rows[1].completion_tokens, rows[1].cost_usd), (0, 0, 0.0));
-    let job = jobs::Entity::find_by_id(job_id).one(&h.db).await.ok().flatten().expect("job");
+    assert_eq!(
+        (
+            rows[1].prompt_tokens,
+            rows[1].completion_tokens,
+            rows[1].cost_usd
+        ),
+        (0, 0, 0.0)
+    );
+    let job = jobs::Entity::find_by_id(job_id)
+        .one(&h.db)
+        .await
+        .ok()
+        .flatten()
+        .expect("job");
     assert_eq!(job.prompt_tokens, 0, "a cache hit adds nothing to the job");
     let entry = llm_cache::Entity::find()
         .filter(llm_cache::Column::RequestSha256.eq(first.meta.request_sha256.clone()))
@@ -480,7 +604,12 @@ async fn the_cache_answers_a_repeat_without_a_request() {
     // A different prompt is a different request.
     let other = h
         .llm
-        .structured_with_schema::<Grade>(&ctx, &h.params(), &grading_messages("212 °F"), &grade_schema(2))
+        .structured_with_schema::<Grade>(
+            &ctx,
+            &h.params(),
+            &grading_messages("212 °F"),
+            &grade_schema(2),
+        )
         .await
         .expect("other answer");
     assert!(!other.meta.cache_hit);
@@ -510,8 +639,15 @@ async fn no_more_than_the_concurrency_limit_is_ever_in_flight() {
     let results = futures::future::join_all((0..15).map(|_| h.grade(&ctx, &params))).await;
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(server.requests(), 15);
-    assert_eq!(server.max_in_flight(), 3, "the limit is reached and never exceeded");
-    assert!(started.elapsed() >= Duration::from_millis(500), "15 calls / 3 at a time × 100 ms");
+    assert_eq!(
+        server.max_in_flight(),
+        3,
+        "the limit is reached and never exceeded"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "15 calls / 3 at a time × 100 ms"
+    );
     assert_eq!(calls(&h.db).await.len(), 15);
 }
 
@@ -529,7 +665,10 @@ async fn an_unreachable_model_gets_a_message_that_says_how_to_start_it() {
         .grade(&CallContext::task("grade").user(h.user_id), &h.params())
         .await
         .expect_err("nothing listens");
-    assert!(matches!(err, LlmError::Unreachable { attempts: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, LlmError::Unreachable { attempts: 2, .. }),
+        "{err:?}"
+    );
     let expected = format!(
         "No language model is reachable at {base_url} — start it with ./gradelab up or set GRADELAB_LLM__BASE_URL"
     );
@@ -538,7 +677,11 @@ async fn an_unreachable_model_gets_a_message_that_says_how_to_start_it() {
 
     let status = h
         .app
-        .graphql(Some(&h.user.token), "{ llmStatus { provider baseUrl model reachable message } }", json!({}))
+        .graphql(
+            Some(&h.user.token),
+            "{ llmStatus { provider baseUrl model reachable message } }",
+            json!({}),
+        )
         .await
         .ok();
     assert_eq!(status["llmStatus"]["reachable"], false);
@@ -553,12 +696,19 @@ async fn llm_status_and_usage_are_reported_to_the_caller_only() {
     let h = harness(&server.base_url, |_| {}).await;
     let status = h
         .app
-        .graphql(Some(&h.user.token), "{ llmStatus { reachable model models message } }", json!({}))
+        .graphql(
+            Some(&h.user.token),
+            "{ llmStatus { reachable model models message } }",
+            json!({}),
+        )
         .await
         .ok();
     assert_eq!(status["llmStatus"]["reachable"], true);
     assert_eq!(status["llmStatus"]["models"], json!(["local"]));
-    assert!(status["llmStatus"]["message"].as_str().unwrap_or_default().starts_with("Ready"));
+    assert!(status["llmStatus"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Ready"));
 
     let ctx = CallContext::task("grade").user(h.user_id);
     h.grade(&ctx, &h.params()).await.expect("call");
@@ -566,12 +716,21 @@ async fn llm_status_and_usage_are_reported_to_the_caller_only() {
     server.push([Fault::Status(401)]);
     let _ = h
         .llm
-        .chat(&CallContext::task("narrative").user(h.user_id), &h.params(), &[Message::user("Summarise.")])
+        .chat(
+            &CallContext::task("narrative").user(h.user_id),
+            &h.params(),
+            &[Message::user("Summarise.")],
+        )
         .await;
 
-    const USAGE: &str = "{ llmUsage { total { calls cacheHits failedCalls promptTokens completionTokens costUsd } \
+    const USAGE: &str =
+        "{ llmUsage { total { calls cacheHits failedCalls promptTokens completionTokens costUsd } \
                          byTask { task usage { calls cacheHits } } } }";
-    let usage = h.app.graphql(Some(&h.user.token), USAGE, json!({})).await.ok();
+    let usage = h
+        .app
+        .graphql(Some(&h.user.token), USAGE, json!({}))
+        .await
+        .ok();
     assert_eq!(
         usage["llmUsage"]["total"],
         json!({
@@ -585,13 +744,28 @@ async fn llm_status_and_usage_are_reported_to_the_caller_only() {
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .map(|t| (t["task"].as_str().unwrap_or_default().to_owned(), t["usage"]["calls"].as_i64()))
+        .map(|t| {
+            (
+                t["task"].as_str().unwrap_or_default().to_owned(),
+                t["usage"]["calls"].as_i64(),
+            )
+        })
         .collect();
     tasks.sort();
-    assert_eq!(tasks, vec![("grade".to_owned(), Some(2)), ("narrative".to_owned(), Some(1))]);
+    assert_eq!(
+        tasks,
+        vec![
+            ("grade".to_owned(), Some(2)),
+            ("narrative".to_owned(), Some(1))
+        ]
+    );
 
     let other = h.app.sign_up("Other").await;
-    let theirs = h.app.graphql(Some(&other.token), USAGE, json!({})).await.ok();
+    let theirs = h
+        .app
+        .graphql(Some(&other.token), USAGE, json!({}))
+        .await
+        .ok();
     assert_eq!(theirs["llmUsage"]["total"]["calls"], 0);
     assert_eq!(theirs["llmUsage"]["byTask"], json!([]));
 
@@ -603,11 +777,17 @@ async fn llm_status_and_usage_are_reported_to_the_caller_only() {
 async fn llm_settings_are_per_user_and_the_api_key_is_write_only() {
     let server = FaultServer::canned(VALID_GRADE).await;
     let h = harness(&server.base_url, |_| {}).await;
-    const SETTINGS: &str = "{ llmSettings { provider baseUrl model temperature hasApiKey customized } }";
-    const UPDATE: &str = "mutation($input: UpdateLlmSettingsInput!) { updateLlmSettings(input: $input) \
+    const SETTINGS: &str =
+        "{ llmSettings { provider baseUrl model temperature hasApiKey customized } }";
+    const UPDATE: &str =
+        "mutation($input: UpdateLlmSettingsInput!) { updateLlmSettings(input: $input) \
                           { provider baseUrl model temperature hasApiKey customized } }";
 
-    let defaults = h.app.graphql(Some(&h.user.token), SETTINGS, json!({})).await.ok();
+    let defaults = h
+        .app
+        .graphql(Some(&h.user.token), SETTINGS, json!({}))
+        .await
+        .ok();
     assert_eq!(
         defaults["llmSettings"],
         json!({"provider": "LLAMACPP", "baseUrl": server.base_url, "model": "local",
@@ -630,33 +810,58 @@ async fn llm_settings_are_per_user_and_the_api_key_is_write_only() {
                "temperature": 0.2, "hasApiKey": true, "customized": true})
     );
     // The key cannot be read back: the type has no such field…
-    let read_key = h.app.graphql(Some(&h.user.token), "{ llmSettings { apiKey } }", json!({})).await;
+    let read_key = h
+        .app
+        .graphql(Some(&h.user.token), "{ llmSettings { apiKey } }", json!({}))
+        .await;
     assert!(!read_key.errors.is_empty());
     // …and no response carries it.
-    let again = h.app.graphql(Some(&h.user.token), SETTINGS, json!({})).await.ok();
+    let again = h
+        .app
+        .graphql(Some(&h.user.token), SETTINGS, json!({}))
+        .await
+        .ok();
     assert!(!again.to_string().contains("sk-test"));
     assert_eq!(again["llmSettings"]["hasApiKey"], true);
 
     // Another user still has the server's defaults.
     let other = h.app.sign_up("Other").await;
-    let theirs = h.app.graphql(Some(&other.token), SETTINGS, json!({})).await.ok();
+    let theirs = h
+        .app
+        .graphql(Some(&other.token), SETTINGS, json!({}))
+        .await
+        .ok();
     assert_eq!(theirs["llmSettings"]["provider"], "LLAMACPP");
     assert_eq!(theirs["llmSettings"]["hasApiKey"], false);
 
     // The stored settings drive the user's calls.
     let params = h.llm.params_for_user(h.user_id).await.expect("params");
-    assert_eq!((params.model.as_str(), params.temperature), ("gpt-4o-mini", 0.2));
+    assert_eq!(
+        (params.model.as_str(), params.temperature),
+        ("gpt-4o-mini", 0.2)
+    );
 
     // Bad input is refused with a reason; null goes back to the default.
     let bad = h
         .app
-        .graphql(Some(&h.user.token), UPDATE, json!({"input": {"temperature": 3.5}}))
+        .graphql(
+            Some(&h.user.token),
+            UPDATE,
+            json!({"input": {"temperature": 3.5}}),
+        )
         .await;
     assert_eq!(bad.error_code(), Some("BAD_USER_INPUT"));
-    assert!(bad.error_message().unwrap_or_default().contains("between 0 and 2"));
+    assert!(bad
+        .error_message()
+        .unwrap_or_default()
+        .contains("between 0 and 2"));
     let bad_url = h
         .app
-        .graphql(Some(&h.user.token), UPDATE, json!({"input": {"baseUrl": "file:///etc/passwd"}}))
+        .graphql(
+            Some(&h.user.token),
+            UPDATE,
+            json!({"input": {"baseUrl": "file:///etc/passwd"}}),
+        )
         .await;
     assert_eq!(bad_url.error_code(), Some("BAD_USER_INPUT"));
     let reset = h
@@ -683,5 +888,9 @@ async fn a_provider_that_needs_a_key_fails_fast_without_one() {
     assert_eq!(server.requests(), 0);
     assert_eq!(AppError::from(err).code(), ErrorCode::BadUserInput);
     let rows = calls(&h.db).await;
-    assert_eq!((rows.len(), rows[0].attempts), (1, 0), "even a call that sent nothing is recorded");
+    assert_eq!(
+        (rows.len(), rows[0].attempts),
+        (1, 0),
+        "even a call that sent nothing is recorded"
+    );
 }

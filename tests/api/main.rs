@@ -1,6 +1,7 @@
 //! API tests against the real server over HTTP and WebSocket, one module per feature.
 
 mod accounts;
+mod answers;
 mod guides;
 mod guides_fixtures;
 mod guides_hostile;
@@ -9,3 +10,4 @@ mod llm;
 mod schema;
 mod scoping;
 mod subscriptions;
+mod training;

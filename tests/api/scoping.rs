@@ -3,7 +3,8 @@
 use gradelab_tests::spawn_app;
 use serde_json::json;
 
-const CREATE: &str = "mutation($name: String!) { createApiToken(name: $name) { token apiToken { id name } } }";
+const CREATE: &str =
+    "mutation($name: String!) { createApiToken(name: $name) { token apiToken { id name } } }";
 const REVOKE: &str = "mutation($id: ID!) { revokeApiToken(id: $id) { id name } }";
 const LIST: &str = "{ apiTokens { id name } }";
 
@@ -14,7 +15,11 @@ async fn another_users_api_token_reads_as_not_found() {
     let bob = app.sign_up("Bob").await;
 
     let created = app
-        .graphql(Some(&alice.token), CREATE, json!({ "name": "marking script" }))
+        .graphql(
+            Some(&alice.token),
+            CREATE,
+            json!({ "name": "marking script" }),
+        )
         .await
         .ok();
     let id = created["createApiToken"]["apiToken"]["id"].clone();
@@ -45,7 +50,10 @@ async fn an_api_token_authenticates_until_revoked() {
         .graphql(Some(&carol.token), CREATE, json!({ "name": "ci" }))
         .await
         .ok();
-    let secret = created["createApiToken"]["token"].as_str().unwrap_or_default().to_owned();
+    let secret = created["createApiToken"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let id = created["createApiToken"]["apiToken"]["id"].clone();
 
     let me = app

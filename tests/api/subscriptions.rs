@@ -11,8 +11,14 @@ async fn account_events_arrive_over_a_websocket_for_their_owner_only() {
     let dana = app.sign_up("Dana").await;
     let eve = app.sign_up("Eve").await;
 
-    let mut danas = app.subscribe(Some(&dana.token), EVENTS).await.expect("subscribed");
-    let mut eves = app.subscribe(Some(&eve.token), EVENTS).await.expect("subscribed");
+    let mut danas = app
+        .subscribe(Some(&dana.token), EVENTS)
+        .await
+        .expect("subscribed");
+    let mut eves = app
+        .subscribe(Some(&eve.token), EVENTS)
+        .await
+        .expect("subscribed");
     // Give the server a moment to register both streams before anything happens.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
@@ -36,7 +42,10 @@ async fn account_events_arrive_over_a_websocket_for_their_owner_only() {
 async fn a_websocket_with_a_bad_token_is_refused() {
     let app = spawn_app().await;
     let refused = app.subscribe(Some("glab_not-a-real-token"), EVENTS).await;
-    assert!(refused.is_err(), "connection_init with a bad token must fail");
+    assert!(
+        refused.is_err(),
+        "connection_init with a bad token must fail"
+    );
 }
 
 #[tokio::test]

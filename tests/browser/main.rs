@@ -27,7 +27,8 @@ async fn start_driver() -> Driver {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("a free port");
-    let binary = std::env::var("GRADELAB_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let binary =
+        std::env::var("GRADELAB_TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
     let child = Command::new(binary)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -39,7 +40,10 @@ async fn start_driver() -> Driver {
         url: format!("http://127.0.0.1:{port}"),
     };
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return driver;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -73,7 +77,9 @@ async fn browser(driver: &Driver) -> Client {
 
 async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
-    let path = workspace_root().join("tests/screenshots").join(format!("{name}.png"));
+    let path = workspace_root()
+        .join("tests/screenshots")
+        .join(format!("{name}.png"));
     std::fs::write(&path, png).expect("screenshot written");
 }
 
@@ -104,38 +110,76 @@ async fn a_teacher_signs_up_signs_out_and_signs_back_in() {
     let client = browser(&driver).await;
 
     // An anonymous visit to the dashboard lands on the sign-in page.
-    client.goto(&format!("{}/", app.base_url)).await.expect("page loads");
+    client
+        .goto(&format!("{}/", app.base_url))
+        .await
+        .expect("page loads");
     wait_for(&client, "#email").await;
-    assert!(client.current_url().await.expect("url").path().ends_with("/signin"));
+    assert!(client
+        .current_url()
+        .await
+        .expect("url")
+        .path()
+        .ends_with("/signin"));
     screenshot(&client, "01-signin").await;
 
-    client.goto(&format!("{}/signup", app.base_url)).await.expect("page loads");
+    client
+        .goto(&format!("{}/signup", app.base_url))
+        .await
+        .expect("page loads");
     fill(&client, "#display-name", "Ms Rivera").await;
     fill(&client, "#email", "rivera@school.example.org").await;
     fill(&client, "#password", "photosynthesis-2026").await;
     screenshot(&client, "02-signup").await;
-    wait_for(&client, "button[type=submit]").await.click().await.expect("submit");
+    wait_for(&client, "button[type=submit]")
+        .await
+        .click()
+        .await
+        .expect("submit");
 
     wait_for(&client, "[data-testid=dashboard]").await;
-    let name = wait_for(&client, "[data-testid=user-name]").await.text().await.expect("text");
+    let name = wait_for(&client, "[data-testid=user-name]")
+        .await
+        .text()
+        .await
+        .expect("text");
     assert_eq!(name.trim(), "Ms Rivera");
     screenshot(&client, "03-dashboard").await;
 
-    wait_for(&client, "[data-testid=sign-out]").await.click().await.expect("sign out");
+    wait_for(&client, "[data-testid=sign-out]")
+        .await
+        .click()
+        .await
+        .expect("sign out");
     wait_for(&client, "#email").await;
     // After signing out, the dashboard is no longer reachable.
-    client.goto(&format!("{}/", app.base_url)).await.expect("page loads");
+    client
+        .goto(&format!("{}/", app.base_url))
+        .await
+        .expect("page loads");
     wait_for(&client, "#password").await;
 
     fill(&client, "#email", "rivera@school.example.org").await;
     fill(&client, "#password", "wrong password!").await;
-    wait_for(&client, "button[type=submit]").await.click().await.expect("submit");
-    let error = wait_for(&client, "[data-testid=form-error]").await.text().await.expect("text");
+    wait_for(&client, "button[type=submit]")
+        .await
+        .click()
+        .await
+        .expect("submit");
+    let error = wait_for(&client, "[data-testid=form-error]")
+        .await
+        .text()
+        .await
+        .expect("text");
     assert!(error.contains("incorrect"), "{error}");
     screenshot(&client, "04-signin-error").await;
 
     fill(&client, "#password", "photosynthesis-2026").await;
-    wait_for(&client, "button[type=submit]").await.click().await.expect("submit");
+    wait_for(&client, "button[type=submit]")
+        .await
+        .click()
+        .await
+        .expect("submit");
     wait_for(&client, "[data-testid=dashboard]").await;
 
     client.close().await.expect("browser closes");

@@ -69,7 +69,11 @@ impl FaultServer {
 
     /// A server in front of the real model at `upstream` (a base URL with `/v1`).
     pub async fn proxy(upstream: &str) -> Self {
-        Self::start(Some(upstream.trim_end_matches('/').to_owned()), String::new()).await
+        Self::start(
+            Some(upstream.trim_end_matches('/').to_owned()),
+            String::new(),
+        )
+        .await
     }
 
     async fn start(upstream: Option<String>, canned: String) -> Self {
@@ -138,7 +142,9 @@ impl FaultServer {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Counts a request in flight until dropped (also when the client gives up and the
@@ -193,7 +199,11 @@ async fn chat(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
         Fault::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let message = format!("injected HTTP {code}");
-            (status, Json(json!({"error": {"message": message, "type": "fault"}}))).into_response()
+            (
+                status,
+                Json(json!({"error": {"message": message, "type": "fault"}})),
+            )
+                .into_response()
         }
         Fault::RateLimited(retry_after) => {
             let mut response = (
@@ -207,7 +217,12 @@ async fn chat(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
             response
         }
         Fault::Content(content) => Json(completion(&content)).into_response(),
-        Fault::Body(raw) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], raw).into_response(),
+        Fault::Body(raw) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            raw,
+        )
+            .into_response(),
     }
 }
 
@@ -229,8 +244,8 @@ async fn pass(inner: &Inner, body: Bytes) -> Response {
         .await;
     match forwarded {
         Ok(response) => {
-            let status = StatusCode::from_u16(response.status().as_u16())
-                .unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let text = response.text().await.unwrap_or_default();
             (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
         }

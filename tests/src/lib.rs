@@ -3,6 +3,7 @@
 //! `GRADELAB_TEST_DB=postgres`) and returns a [`TestApp`] with typed helpers.
 
 pub mod fault_proxy;
+pub mod restart;
 
 use std::path::PathBuf;
 
@@ -28,7 +29,8 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     _data: tempfile::TempDir,
     _shutdown: oneshot::Sender<()>,
-    postgres: Option<PgDatabase>,
+    /// Dropped last: the server stops before its database goes.
+    _postgres: Option<PgDatabase>,
 }
 
 /// A GraphQL response body.
@@ -43,7 +45,11 @@ pub struct GqlResponse {
 impl GqlResponse {
     /// The `data` of a response that must have no errors.
     pub fn ok(self) -> Value {
-        assert!(self.errors.is_empty(), "unexpected errors: {:#?}", self.errors);
+        assert!(
+            self.errors.is_empty(),
+            "unexpected errors: {:#?}",
+            self.errors
+        );
         self.data
     }
 
@@ -80,21 +86,23 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     gradelab::telemetry::init_for_test();
     let data = tempfile::tempdir().expect("temporary data directory");
-    let mut settings = Settings::default();
-    settings.data_dir = data.path().to_path_buf();
+    let mut settings = Settings {
+        data_dir: data.path().to_path_buf(),
+        ..Settings::default()
+    };
     settings.server.bind = ([127, 0, 0, 1], 0).into();
     settings.web.dist_dir = workspace_root().join("frontend/dist");
     let postgres = if std::env::var("GRADELAB_TEST_DB").as_deref() == Ok("postgres") {
-        let db = PgDatabase::create().await.expect("test PostgreSQL database");
+        let db = PgDatabase::create()
+            .await
+            .expect("test PostgreSQL database");
         settings.database.url = Some(db.url.clone().into());
         Some(db)
     } else {
         None
     };
     configure(&mut settings);
-    let app = Application::build(settings)
-        .await
-        .expect("server starts");
+    let app = Application::build(settings).await.expect("server starts");
     let addr = app.local_addr().expect("bound address");
     let (shutdown, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
@@ -106,7 +114,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         data_dir: data.path().to_path_buf(),
         _data: data,
         _shutdown: shutdown,
-        postgres,
+        _postgres: postgres,
     }
 }
 
@@ -142,7 +150,11 @@ impl TestApp {
 
     /// Signs up a new user with a unique email and returns it with its session token.
     pub async fn sign_up(&self, name: &str) -> TestUser {
-        let email = format!("{}.{}@example.org", name.to_lowercase(), rand::thread_rng().gen::<u32>());
+        let email = format!(
+            "{}.{}@example.org",
+            name.to_lowercase(),
+            rand::thread_rng().gen::<u32>()
+        );
         let password = format!("correct horse {name}");
         let data = self
             .graphql(
@@ -153,15 +165,25 @@ impl TestApp {
             .await
             .ok();
         TestUser {
-            id: data["signUp"]["user"]["id"].as_str().unwrap_or_default().to_owned(),
-            token: data["signUp"]["token"].as_str().unwrap_or_default().to_owned(),
+            id: data["signUp"]["user"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            token: data["signUp"]["token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             email,
             password,
         }
     }
 
     /// Opens a graphql-transport-ws connection and starts one subscription.
-    pub async fn subscribe(&self, token: Option<&str>, query: &str) -> anyhow::Result<Subscription> {
+    pub async fn subscribe(
+        &self,
+        token: Option<&str>,
+        query: &str,
+    ) -> anyhow::Result<Subscription> {
         let url = format!("{}/graphql", self.base_url.replacen("http", "ws", 1));
         let mut request = url.into_client_request()?;
         request.headers_mut().insert(
@@ -171,7 +193,9 @@ impl TestApp {
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
         let payload = token.map_or(json!({}), |token| json!({ "token": token }));
         socket
-            .send(Message::text(json!({ "type": "connection_init", "payload": payload }).to_string()))
+            .send(Message::text(
+                json!({ "type": "connection_init", "payload": payload }).to_string(),
+            ))
             .await?;
         let mut subscription = Subscription { socket };
         let ack = subscription.next_message().await?;
@@ -181,7 +205,8 @@ impl TestApp {
         subscription
             .socket
             .send(Message::text(
-                json!({ "id": "1", "type": "subscribe", "payload": { "query": query } }).to_string(),
+                json!({ "id": "1", "type": "subscribe", "payload": { "query": query } })
+                    .to_string(),
             ))
             .await?;
         Ok(subscription)
@@ -223,9 +248,10 @@ impl Subscription {
 
     /// The payload of the next `next` message, waiting at most `seconds`.
     pub async fn next_data(&mut self, seconds: u64) -> anyhow::Result<Value> {
-        let message = tokio::time::timeout(std::time::Duration::from_secs(seconds), self.next_message())
-            .await
-            .context("no subscription message in time")??;
+        let message =
+            tokio::time::timeout(std::time::Duration::from_secs(seconds), self.next_message())
+                .await
+                .context("no subscription message in time")??;
         match message["type"].as_str() {
             Some("next") => Ok(message["payload"].clone()),
             _ => bail!("expected a `next` message, got {message}"),
@@ -267,7 +293,10 @@ impl Drop for PgDatabase {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         // Drop needs its own runtime: the test's runtime may be shutting down.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async {

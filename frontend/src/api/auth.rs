@@ -1,15 +1,16 @@
 //! Accounts: sign up, sign in, sign out and the signed-in user (`queries/{sign_up,sign_in,sign_out,me}.graphql`).
 
 use graphql_client::GraphQLQuery;
+use serde_json::Value;
 
+use super::json::Read;
 use super::{http, session, ApiError};
 
 #[derive(GraphQLQuery)]
 #[graphql(
     schema_path = "../schema.graphql",
     query_path = "queries/sign_up.graphql",
-    variables_derives = "Debug, Clone",
-    response_derives = "Debug, Clone"
+    response_derives = "Serialize"
 )]
 struct SignUp;
 
@@ -17,8 +18,7 @@ struct SignUp;
 #[graphql(
     schema_path = "../schema.graphql",
     query_path = "queries/sign_in.graphql",
-    variables_derives = "Debug, Clone",
-    response_derives = "Debug, Clone"
+    response_derives = "Serialize"
 )]
 struct SignIn;
 
@@ -26,7 +26,7 @@ struct SignIn;
 #[graphql(
     schema_path = "../schema.graphql",
     query_path = "queries/sign_out.graphql",
-    response_derives = "Debug"
+    response_derives = "Serialize"
 )]
 struct SignOut;
 
@@ -34,7 +34,7 @@ struct SignOut;
 #[graphql(
     schema_path = "../schema.graphql",
     query_path = "queries/me.graphql",
-    response_derives = "Debug, Clone"
+    response_derives = "Serialize"
 )]
 struct Me;
 
@@ -49,23 +49,21 @@ pub struct User {
     pub display_name: String,
 }
 
-macro_rules! user_from {
-    ($generated:ty) => {
-        impl From<$generated> for User {
-            fn from(user: $generated) -> Self {
-                Self {
-                    id: user.id,
-                    email: user.email,
-                    display_name: user.display_name,
-                }
-            }
+impl User {
+    fn read(user: &Value) -> Self {
+        Self {
+            id: user.text("id"),
+            email: user.text("email"),
+            display_name: user.text("displayName"),
         }
-    };
+    }
 }
 
-user_from!(sign_up::SignUpSignUpUser);
-user_from!(sign_in::SignInSignInUser);
-user_from!(me::MeMe);
+/// Keeps the token of a `signUp`/`signIn` payload and returns its user.
+fn signed_in(payload: &Value) -> User {
+    session::set_token(&payload.text("token"));
+    User::read(payload.at("user"))
+}
 
 /// Creates an account and keeps its token: the user is signed in afterwards.
 pub async fn sign_up(
@@ -80,9 +78,7 @@ pub async fn sign_up(
             display_name,
         },
     };
-    let payload = http::post::<SignUp>(variables).await?.sign_up;
-    session::set_token(&payload.token);
-    Ok(payload.user.into())
+    Ok(signed_in(http::post::<SignUp>(variables).await?.at("signUp")))
 }
 
 /// Signs in and keeps the token.
@@ -90,9 +86,7 @@ pub async fn sign_in(email: String, password: String) -> Result<User, ApiError> 
     let variables = sign_in::Variables {
         input: sign_in::SignInInput { email, password },
     };
-    let payload = http::post::<SignIn>(variables).await?.sign_in;
-    session::set_token(&payload.token);
-    Ok(payload.user.into())
+    Ok(signed_in(http::post::<SignIn>(variables).await?.at("signIn")))
 }
 
 /// Revokes the token on the server, then forgets it here whatever the server said.
@@ -104,5 +98,35 @@ pub async fn sign_out() -> Result<(), ApiError> {
 
 /// The signed-in user.
 pub async fn me() -> Result<User, ApiError> {
-    Ok(http::post::<Me>(me::Variables).await?.me.into())
+    Ok(User::read(http::post::<Me>(me::Variables).await?.at("me")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::json::typed;
+    use serde_json::json;
+
+    #[test]
+    fn reads_the_user() {
+        let data = typed::<Me>(json!({
+            "me": { "id": "7", "email": "a@b.org", "displayName": "Ms Rivera" }
+        }));
+        assert_eq!(
+            User::read(data.at("me")),
+            User {
+                id: "7".into(),
+                email: "a@b.org".into(),
+                display_name: "Ms Rivera".into(),
+            }
+        );
+        let payload = json!({ "token": "t", "user": { "id": "7", "email": "a@b.org", "displayName": "R" } });
+        for data in [
+            typed::<SignUp>(json!({ "signUp": payload })).at("signUp").clone(),
+            typed::<SignIn>(json!({ "signIn": payload })).at("signIn").clone(),
+        ] {
+            assert_eq!(data.text("token"), "t");
+            assert_eq!(User::read(data.at("user")).display_name, "R");
+        }
+    }
 }

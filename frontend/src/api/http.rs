@@ -3,12 +3,13 @@
 use std::fmt;
 
 use gloo_net::http::Request;
-use graphql_client::{GraphQLQuery, Response};
+use graphql_client::GraphQLQuery;
+use serde_json::Value;
 
 use super::session;
 
 /// Same origin as the app: the server serves both.
-const ENDPOINT: &str = "/graphql";
+pub(crate) const ENDPOINT: &str = "/graphql";
 
 /// What went wrong, from `errors[0].extensions.code` or from the transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,21 +62,21 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
         }
     }
 
-    fn network() -> Self {
+    pub(crate) fn network() -> Self {
         Self::new(
             ErrorCode::Network,
             "Could not reach the GradeLab server. Check your connection and try again.",
         )
     }
 
-    fn unexpected() -> Self {
+    pub(crate) fn unexpected() -> Self {
         Self::new(
             ErrorCode::Unexpected,
             "The server sent an answer this page does not understand. Please reload.",
@@ -97,15 +98,18 @@ impl ApiError {
         )
     }
 
-    /// Maps one GraphQL error; `had_token` tells an expired session from a failed sign-in.
-    fn from_graphql(error: &graphql_client::Error, had_token: bool) -> Self {
+    /// Maps one GraphQL error object (`{message, extensions: {code}}`); `had_token` tells an
+    /// expired session from a failed sign-in.
+    fn from_graphql(error: &Value, had_token: bool) -> Self {
         let code = error
-            .extensions
-            .as_ref()
-            .and_then(|extensions| extensions.get("code"))
-            .and_then(|code| code.as_str())
+            .pointer("/extensions/code")
+            .and_then(Value::as_str)
             .map_or(ErrorCode::Unexpected, ErrorCode::from_extension);
-        let server_message = error.message.trim();
+        let server_message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim();
         let or_server = |fallback: &str| {
             if server_message.is_empty() {
                 fallback.to_owned()
@@ -149,7 +153,7 @@ impl std::error::Error for ApiError {}
 ///
 /// An `UNAUTHENTICATED` answer to a request that carried a token ends the
 /// session: the token is cleared, and the route guards go to `/signin`.
-pub async fn post<Q: GraphQLQuery>(variables: Q::Variables) -> Result<Q::ResponseData, ApiError> {
+pub async fn post<Q: GraphQLQuery>(variables: Q::Variables) -> Result<Value, ApiError> {
     let token = session::token();
     let mut request = Request::post(ENDPOINT).header("Accept", "application/json");
     if let Some(token) = &token {
@@ -162,34 +166,72 @@ pub async fn post<Q: GraphQLQuery>(variables: Q::Variables) -> Result<Q::Respons
         .await
         .map_err(|_| ApiError::network())?;
     let status = response.status();
-    let body: Response<Q::ResponseData> = response.json().await.map_err(|_| {
+    let body = response.text().await.map_err(|_| ApiError::network())?;
+    decode(status, &body, token.is_some())
+}
+
+/// Turns an HTTP answer to a GraphQL operation into its `data` (read it with
+/// [`super::json::Read`]) or an [`ApiError`]; shared by [`post`] and the multipart upload.
+/// `had_token` says whether the request was authenticated (an `UNAUTHENTICATED` answer
+/// then ends the session).
+pub fn decode(status: u16, body: &str, had_token: bool) -> Result<Value, ApiError> {
+    let body: Value = serde_json::from_str(body).map_err(|_| {
         if (200..300).contains(&status) {
             ApiError::unexpected()
         } else {
             ApiError::http_status(status)
         }
     })?;
+    data_of(body, had_token)
+}
 
-    if let Some(error) = body.errors.as_deref().and_then(<[_]>::first) {
-        let error = ApiError::from_graphql(error, token.is_some());
-        if error.code == ErrorCode::Unauthenticated && token.is_some() {
-            session::clear_token();
-        }
-        return Err(error);
+/// The `data` of a GraphQL result (`{data, errors}`), or its first error.
+pub fn data_of(mut result: Value, had_token: bool) -> Result<Value, ApiError> {
+    if let Some(error) = result.get("errors").and_then(|errors| errors.get(0)) {
+        return Err(graphql_error(error, had_token));
     }
-    body.data.ok_or_else(ApiError::unexpected)
+    result
+        .get_mut("data")
+        .map(Value::take)
+        .filter(|data| !data.is_null())
+        .ok_or_else(ApiError::unexpected)
+}
+
+/// Maps a GraphQL error object (over HTTP or WebSocket), ending the session on
+/// `UNAUTHENTICATED`.
+pub fn graphql_error(error: &Value, had_token: bool) -> ApiError {
+    let error = ApiError::from_graphql(error, had_token);
+    if error.code == ErrorCode::Unauthenticated && had_token {
+        session::clear_token();
+    }
+    error
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn error(code: &str, message: &str) -> graphql_client::Error {
-        serde_json::from_value(serde_json::json!({
+    fn error(code: &str, message: &str) -> Value {
+        serde_json::json!({
             "message": message,
             "extensions": { "code": code },
-        }))
-        .expect("valid error literal")
+        })
+    }
+
+    #[test]
+    fn data_or_the_first_error() {
+        let ok = data_of(serde_json::json!({ "data": { "x": 1 } }), false);
+        assert_eq!(ok, Ok(serde_json::json!({ "x": 1 })));
+        let failed = data_of(
+            serde_json::json!({ "data": null, "errors": [error("NOT_FOUND", "guide 9 not found")] }),
+            false,
+        );
+        assert_eq!(
+            failed.map_err(|e| (e.code, e.message)),
+            Err((ErrorCode::NotFound, "guide 9 not found".to_owned()))
+        );
+        let empty = data_of(serde_json::json!({}), false);
+        assert_eq!(empty.map_err(|e| e.code), Err(ErrorCode::Unexpected));
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! Building blocks shared by the pages.
 
 pub mod auth_card;
+pub mod badge;
 pub mod empty_card;
 pub mod field;
 pub mod form_error;
+pub mod format;
 pub mod guard;
+pub mod guide_upload;
+pub mod item_editor;
+pub mod job_monitor;
 pub mod logo;
 pub mod page_title;
+pub mod progress;
+pub mod shell;

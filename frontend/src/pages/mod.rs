@@ -1,6 +1,9 @@
 //! One module per route.
 
 pub mod dashboard;
+pub mod guide;
+pub mod guides;
 pub mod not_found;
 pub mod signin;
 pub mod signup;
+pub mod training;

@@ -212,8 +212,14 @@ mod tests {
         let cal = Calibration::fit(CalibrationMethod::Isotonic, &pairs);
         assert!((cal.apply(0.5) - 0.25).abs() < 1e-9, "{cal:?}");
         assert!((cal.apply(1.0) - 0.9).abs() < 1e-9);
-        assert!((cal.apply(0.75) - 0.575).abs() < 1e-9, "interpolated between knots");
-        assert!((cal.apply(0.0) - 0.25).abs() < 1e-9, "constant below the first knot");
+        assert!(
+            (cal.apply(0.75) - 0.575).abs() < 1e-9,
+            "interpolated between knots"
+        );
+        assert!(
+            (cal.apply(0.0) - 0.25).abs() < 1e-9,
+            "constant below the first knot"
+        );
     }
 
     #[test]
@@ -224,7 +230,10 @@ mod tests {
             panic!("isotonic expected, got {cal:?}");
         };
         assert!(y.windows(2).all(|w| w[0] <= w[1]), "{y:?}");
-        assert!((cal.apply(0.0) - 0.4).abs() < 1e-9, "first three pooled: {cal:?}");
+        assert!(
+            (cal.apply(0.0) - 0.4).abs() < 1e-9,
+            "first three pooled: {cal:?}"
+        );
     }
 
     #[test]

@@ -37,13 +37,18 @@ impl EnsembleWeights {
     /// Weights proportional to each engine's validation QWK (floored at 0) plus
     /// [`PRIOR_WEIGHT`].
     pub fn from_agreement(llm_qwk: Option<f64>, similarity_qwk: Option<f64>) -> Self {
-        let w = |qwk: Option<f64>| qwk.filter(|q| q.is_finite()).unwrap_or(0.0).max(0.0) + PRIOR_WEIGHT;
+        let w =
+            |qwk: Option<f64>| qwk.filter(|q| q.is_finite()).unwrap_or(0.0).max(0.0) + PRIOR_WEIGHT;
         Self::with_llm_share(w(llm_qwk) / (w(llm_qwk) + w(similarity_qwk)))
     }
 
     /// `llm` for the LLM engine and `1 − llm` for the similarity engine (clamped to 0..1).
     pub fn with_llm_share(llm: f64) -> Self {
-        let llm = if llm.is_finite() { llm.clamp(0.0, 1.0) } else { 0.5 };
+        let llm = if llm.is_finite() {
+            llm.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
         Self {
             llm,
             similarity: 1.0 - llm,
@@ -82,7 +87,12 @@ impl EnsembleConfig {
 
     /// The ensemble's verdict from the LLM engine's verdict and the similarity engine's
     /// normalised score: the LLM's feedback and criteria, the blended score.
-    pub fn combine(&self, item: &GradingItem, llm: &Verdict, similarity_normalised: f64) -> Verdict {
+    pub fn combine(
+        &self,
+        item: &GradingItem,
+        llm: &Verdict,
+        similarity_normalised: f64,
+    ) -> Verdict {
         let llm_normalised = self.llm.calibration.apply(item.normalise(llm.raw_score));
         let blended = self.blend(llm_normalised, similarity_normalised);
         Verdict {

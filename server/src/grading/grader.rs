@@ -88,7 +88,11 @@ impl GradingItem {
             id: self.id.to_string(),
             question: self.question.clone(),
             model_answer: self.model_answer.clone(),
-            criteria: self.criteria.iter().map(|c| c.description.clone()).collect(),
+            criteria: self
+                .criteria
+                .iter()
+                .map(|c| c.description.clone())
+                .collect(),
             max_marks: self.max_marks,
             mark_step: self.mark_step,
         }
@@ -226,6 +230,10 @@ pub struct SimilarityGraderConfig {
 /// What a grader version stores: the engine and everything it needs to grade again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "engine", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a handful exist per job or request; boxing would only add indirection"
+)]
 pub enum GraderConfig {
     /// Rubric prompt, exemplars and calibration on a language model.
     Llm(LlmGraderConfig),
@@ -308,7 +316,8 @@ impl SimilarityRuntime {
         train: &[answers::Model],
         model: SimilarityModel,
     ) -> Result<Self, GradingError> {
-        let sim_items: Vec<similarity::Item> = items.values().map(GradingItem::to_similarity).collect();
+        let sim_items: Vec<similarity::Item> =
+            items.values().map(GradingItem::to_similarity).collect();
         let graded: Vec<GradedAnswer> = train
             .iter()
             .filter(|a| items.contains_key(&a.item_id))
@@ -402,6 +411,18 @@ impl Grader {
         guide_id: i32,
         config: GraderConfig,
     ) -> Result<Self, GradingError> {
+        Self::load_with_steps(state, ctx, guide_id, config, None).await
+    }
+
+    /// [`Grader::load`] with the mark steps a version was trained with (items not listed
+    /// get steps inferred from the guide's scored answers).
+    pub async fn load_with_steps(
+        state: &AppState,
+        ctx: GradingContext,
+        guide_id: i32,
+        config: GraderConfig,
+        mark_steps: Option<&BTreeMap<i32, f64>>,
+    ) -> Result<Self, GradingError> {
         let db = &state.db;
         let item_rows = guide_items::Entity::find()
             .filter(guide_items::Column::GuideId.eq(guide_id))
@@ -409,7 +430,14 @@ impl Grader {
             .all(db)
             .await?;
         let scored = scored_answers(db, ctx.user_id, guide_id, None).await?;
-        let items = grading_items(&item_rows, &scored);
+        let mut items = grading_items(&item_rows, &scored);
+        if let Some(steps) = mark_steps {
+            for (id, item) in items.iter_mut() {
+                if let Some(step) = steps.get(id).filter(|s| **s > 0.0) {
+                    item.mark_step = *step;
+                }
+            }
+        }
         let similarity_config = match &config {
             GraderConfig::Similarity(s) => Some(s.clone()),
             GraderConfig::Ensemble(e) => Some(e.similarity.clone()),
@@ -430,8 +458,11 @@ impl Grader {
             (Some(sim), Some(embedder)) => {
                 let wanted: std::collections::HashSet<i32> =
                     sim.train_answer_ids.iter().copied().collect();
-                let train: Vec<answers::Model> =
-                    scored.iter().filter(|a| wanted.contains(&a.id)).cloned().collect();
+                let train: Vec<answers::Model> = scored
+                    .iter()
+                    .filter(|a| wanted.contains(&a.id))
+                    .cloned()
+                    .collect();
                 Some(SimilarityRuntime::build(embedder, &items, &train, sim.model).await?)
             }
             _ => None,

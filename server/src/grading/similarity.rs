@@ -13,8 +13,11 @@
 //! [`Regime::NewItem`] (no graded answers: the head with base features only, which is what
 //! generalises to new questions). Both heads are linear on standardised features, trained
 //! together by mini-batch gradient descent (Adam, L2 penalty) one epoch at a time, so a
-//! training job gets a real learning curve; each predicts a normalised score
-//! (`marks / max_marks`) that is clipped to [0, 1] and rounded to the item's mark step.
+//! training job gets a real learning curve. Each head predicts a normalised score
+//! (`marks / max_marks`); a calibration fitted on train predictions after every epoch
+//! stretches it around the train mean so that its spread matches the teacher's (least
+//! squares shrinks towards the mean, which costs agreement once marks are rounded); the
+//! result is clipped to [0, 1] and rounded to the item's mark step.
 //!
 //! The fitted [`SimilarityModel`] is plain serde data — it goes into a grader version's config
 //! JSON — and training is deterministic for a given seed. The [`SimilarityIndex`] (item and
@@ -148,9 +151,9 @@ impl Default for SimilarityConfig {
             k: 10,
             min_graded: 3,
             learning_rate: 0.01,
-            lr_decay: 0.2,
+            lr_decay: 0.5,
             l2: 1e-3,
-            batch_size: 32,
+            batch_size: 64,
             seed: 42,
         }
     }
@@ -201,9 +204,9 @@ pub struct Prediction {
 pub struct HeadStats {
     /// Examples this head trained on.
     pub n: usize,
-    /// Mean squared error of clipped normalised predictions on those examples.
+    /// The objective: mean squared error of the regression output (before calibration).
     pub mse: f64,
-    /// Mean absolute error of clipped normalised predictions.
+    /// Mean absolute error of the grade (calibrated, clipped to [0, 1]; before rounding).
     pub mae: f64,
 }
 
@@ -239,6 +242,14 @@ pub struct LinearHead {
     pub steps: u64,
     /// Whether `mean`/`scale`/`bias` have been set from data.
     pub initialised: bool,
+    /// Mean train target: the centre of the calibration stretch.
+    #[serde(default)]
+    pub target_mean: f64,
+    /// Calibration fitted on train predictions after each epoch: outputs are spread by this
+    /// factor around `target_mean` so that their spread matches the teacher's (a least-squares
+    /// fit shrinks towards the mean, which costs agreement once marks are rounded).
+    #[serde(default = "one")]
+    pub stretch: f64,
 }
 
 impl LinearHead {
@@ -254,6 +265,8 @@ impl LinearHead {
             adam_v: vec![0.0; n + 1],
             steps: 0,
             initialised: false,
+            target_mean: 0.0,
+            stretch: 1.0,
         }
     }
 
@@ -271,6 +284,7 @@ impl LinearHead {
             self.scale[j] = if var > 1e-12 { var.sqrt() } else { 1.0 };
         }
         self.bias = rows.iter().map(|(_, y)| y).sum::<f64>() / count;
+        self.target_mean = self.bias;
         self.initialised = true;
     }
 
@@ -285,12 +299,34 @@ impl LinearHead {
 
     /// The prediction clipped to [0, 1].
     fn predict(&self, x: &[f64]) -> f64 {
-        let y = self.raw(x);
+        let y = self.target_mean + (self.raw(x) - self.target_mean) * self.stretch;
         if y.is_finite() {
             y.clamp(0.0, 1.0)
         } else {
             0.0
         }
+    }
+
+    /// Refits the stretch: standard deviation of the targets over that of the raw outputs,
+    /// kept within [1, 4] (never shrinks, never explodes on a near-constant output).
+    fn calibrate(&mut self, rows: &[(Vec<f64>, f64)]) {
+        let n = rows.len() as f64;
+        if rows.len() < 2 {
+            return;
+        }
+        let raw: Vec<f64> = rows.iter().map(|(x, _)| self.raw(x)).collect();
+        let sd = |v: &mut dyn Iterator<Item = f64>| {
+            let v: Vec<f64> = v.collect();
+            let m = v.iter().sum::<f64>() / n;
+            (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt()
+        };
+        let sd_raw = sd(&mut raw.iter().copied());
+        let sd_target = sd(&mut rows.iter().map(|(_, y)| *y));
+        self.stretch = if sd_raw > 1e-9 {
+            (sd_target / sd_raw).clamp(1.0, 4.0)
+        } else {
+            1.0
+        };
     }
 
     /// One pass over `rows` in `order`, a gradient step per batch.
@@ -313,14 +349,16 @@ impl LinearHead {
                 let (x, y) = &rows[i];
                 // Squared error on the unclipped output: the clip is applied at prediction.
                 let err = self.raw(x) - y;
-                for j in 0..n {
-                    grad[j] += err * (x[j] - self.mean[j]) / self.scale[j];
+                for (((g, v), mean), scale) in
+                    grad.iter_mut().zip(x).zip(&self.mean).zip(&self.scale)
+                {
+                    *g += err * (v - mean) / scale;
                 }
                 grad[n] += err;
             }
             let m = batch.len() as f64;
-            for j in 0..n {
-                grad[j] = grad[j] / m + config.l2 * self.weights[j];
+            for (g, w) in grad.iter_mut().zip(&self.weights) {
+                *g = *g / m + config.l2 * w;
             }
             grad[n] /= m;
             self.steps += 1;
@@ -351,9 +389,8 @@ impl LinearHead {
         }
         let (mut se, mut ae) = (0.0, 0.0);
         for (x, y) in rows {
-            let e = self.predict(x) - y;
-            se += e * e;
-            ae += e.abs();
+            se += (self.raw(x) - y).powi(2);
+            ae += (self.predict(x) - y).abs();
         }
         HeadStats {
             n,
@@ -422,6 +459,8 @@ impl SimilarityModel {
         order.shuffle(&mut rng);
         self.new_item
             .train_epoch(&base_rows, &order, learning_rate, &self.config);
+        self.graded_item.calibrate(&graded_rows);
+        self.new_item.calibrate(&base_rows);
         self.epochs += 1;
         self.loss(train)
     }
@@ -487,6 +526,10 @@ fn head_rows(examples: &[Example]) -> (Rows, Rows) {
         .map(|e| (e.features.base.clone(), e.target))
         .collect();
     (graded, base)
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn concat(a: &[f64], b: &[f64]) -> Vec<f64> {
@@ -689,7 +732,8 @@ impl SimilarityIndex {
                     reason: format!("max marks must be positive, not {}", item.max_marks),
                 });
             }
-            let reference_tokens: HashSet<String> = tokens(&item.model_answer).into_iter().collect();
+            let reference_tokens: HashSet<String> =
+                tokens(&item.model_answer).into_iter().collect();
             let reference_len = tokens(&item.model_answer).len();
             let criteria_keywords = effective_criteria(&item)
                 .iter()
@@ -830,7 +874,9 @@ impl ItemIndex {
         let keyword_coverage = if self.criteria_keywords.is_empty() {
             0.0
         } else {
-            self.criteria_keywords.intersection(&answer_keywords).count() as f64
+            self.criteria_keywords
+                .intersection(&answer_keywords)
+                .count() as f64
                 / self.criteria_keywords.len() as f64
         };
         let base = vec![
@@ -939,8 +985,15 @@ mod tests {
                 unit(&[1.0, off + 0.01 * (i as f32 % 3.0), 0.1]),
             ));
         }
-        SimilarityIndex::from_embeddings(vec![(item("q1"), item_embeddings()), (item("q2"), item_embeddings())], graded, config)
-            .unwrap_or_else(|e| panic!("{e}"))
+        SimilarityIndex::from_embeddings(
+            vec![
+                (item("q1"), item_embeddings()),
+                (item("q2"), item_embeddings()),
+            ],
+            graded,
+            config,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -953,7 +1006,10 @@ mod tests {
                 "It avoids congestion collapse.".to_string()
             ]
         );
-        assert_eq!(split_sentences("P = 0.5 here. Next"), vec!["P = 0.5 here.", "Next"]);
+        assert_eq!(
+            split_sentences("P = 0.5 here. Next"),
+            vec!["P = 0.5 here.", "Next"]
+        );
     }
 
     #[test]
@@ -981,7 +1037,11 @@ mod tests {
         // With k = 1 and itself excluded, the nearest neighbour is another answer: a0 and
         // a15 share a direction (score 0, same jitter), so a0's nearest score is a15's.
         let a0 = &examples[0];
-        let knn = a0.features.knn.as_ref().unwrap_or_else(|| panic!("q1 is graded"));
+        let knn = a0
+            .features
+            .knn
+            .as_ref()
+            .unwrap_or_else(|| panic!("q1 is graded"));
         assert!(knn[2] > 0.9999, "nearest is the twin");
         assert!(knn[2] < 1.0 + 1e-9);
         let new = index
@@ -1011,7 +1071,10 @@ mod tests {
             "{first:?} -> {last:?}"
         );
         assert!(last.graded_item.mae < 0.1, "{last:?}");
-        assert!(last.new_item.mse < first.new_item.mse, "{first:?} -> {last:?}");
+        assert!(
+            last.new_item.mse < first.new_item.mse,
+            "{first:?} -> {last:?}"
+        );
 
         // Same seed, same data: the same model, bit for bit.
         let mut again = SimilarityModel::new(config);
@@ -1036,7 +1099,12 @@ mod tests {
         }
         // A full-mark-like answer outgrades a wrong-looking one.
         let good = index
-            .features("q1", "probe the available bandwidth and avoid congestion", &unit(&[1.0, 0.0, 0.1]), None)
+            .features(
+                "q1",
+                "probe the available bandwidth and avoid congestion",
+                &unit(&[1.0, 0.0, 0.1]),
+                None,
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         let bad = index
             .features("q1", "it is faster", &unit(&[1.0, 2.0, 0.1]), None)

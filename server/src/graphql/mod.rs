@@ -66,7 +66,11 @@ pub struct Viewer(pub Option<AuthUser>);
 
 /// The schema without runtime data, for SDL export.
 pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
-    Schema::build(Query::default(), Mutation::default(), Subscription::default())
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
 }
 
 /// The schema as served, with limits from the settings.
@@ -118,7 +122,7 @@ pub async fn graphql_post(
             Err(err) => {
                 let err = AppError::from(err).extend();
                 return GraphQLResponse::from(async_graphql::Response::from_errors(vec![
-                    err.into_server_error(Default::default()),
+                    err.into_server_error(Default::default())
                 ]))
                 .into_response();
             }
@@ -209,7 +213,7 @@ fn unauthenticated_response() -> Response {
     )
     .extend();
     GraphQLResponse::from(async_graphql::Response::from_errors(vec![
-        err.into_server_error(Default::default()),
+        err.into_server_error(Default::default())
     ]))
     .into_response()
 }

@@ -98,3 +98,33 @@ impl From<LlmItem> for ExtractedItem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::OutputSchema;
+
+    #[test]
+    fn the_schema_bounds_every_free_text_field_and_list() {
+        let schema = OutputSchema::of::<LlmItems>().schema;
+        let item = &schema["properties"]["items"];
+        assert_eq!(item["maxItems"], 40);
+        let fields = &item["items"]["properties"];
+        for field in ["label", "question", "model_answer"] {
+            assert!(fields[field]["maxLength"].is_u64(), "{field}: {schema:#}");
+        }
+        assert_eq!(fields["criteria"]["maxItems"], 15);
+        assert!(fields["criteria"]["items"]["properties"]["description"]["maxLength"].is_u64());
+    }
+
+    #[test]
+    fn a_reply_becomes_items() {
+        let reply = r#"{"items":[{"label":"1(a)","question":"Define rate.","model_answer":"","max_marks":2,
+            "criteria":[{"description":"change","marks":1},{"description":"per unit time","marks":1}]}]}"#;
+        let parsed: LlmItems = serde_json::from_str(reply).unwrap_or(LlmItems { items: vec![] });
+        let items: Vec<ExtractedItem> = parsed.items.into_iter().map(Into::into).collect();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].criteria[1].description, "per unit time");
+        assert!(user_prompt("Q1", 0, 2).contains("part 1 of 2"));
+    }
+}

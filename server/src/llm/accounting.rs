@@ -134,14 +134,19 @@ pub struct UserUsage {
 /// same types (PostgreSQL's `SUM(bigint)` is `numeric`).
 pub async fn user_usage(db: &DatabaseConnection, user_id: i32) -> Result<UserUsage, DbErr> {
     let sum_int = |expr: SimpleExpr| {
-        SimpleExpr::from(Func::coalesce([Func::sum(expr).into(), Expr::val(0i64).into()]))
-            .cast_as(Alias::new("BIGINT"))
+        SimpleExpr::from(Func::coalesce([
+            Func::sum(expr).into(),
+            Expr::val(0i64).into(),
+        ]))
+        .cast_as(Alias::new("BIGINT"))
     };
     let by_task = llm_calls::Entity::find()
         .select_only()
         .column(llm_calls::Column::Task)
         .column_as(
-            Expr::col(llm_calls::Column::Id).count().cast_as(Alias::new("BIGINT")),
+            Expr::col(llm_calls::Column::Id)
+                .count()
+                .cast_as(Alias::new("BIGINT")),
             "calls",
         )
         .column_as(
@@ -160,7 +165,10 @@ pub async fn user_usage(db: &DatabaseConnection, user_id: i32) -> Result<UserUsa
             ),
             "failed",
         )
-        .column_as(sum_int(Expr::col(llm_calls::Column::PromptTokens).into()), "prompt_tokens")
+        .column_as(
+            sum_int(Expr::col(llm_calls::Column::PromptTokens).into()),
+            "prompt_tokens",
+        )
         .column_as(
             sum_int(Expr::col(llm_calls::Column::CompletionTokens).into()),
             "completion_tokens",
@@ -189,7 +197,11 @@ pub async fn user_usage(db: &DatabaseConnection, user_id: i32) -> Result<UserUsa
         total.cost_usd += task.cost_usd;
     }
     let mut by_task = by_task;
-    by_task.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd).then(b.calls.cmp(&a.calls)));
+    by_task.sort_by(|a, b| {
+        b.cost_usd
+            .total_cmp(&a.cost_usd)
+            .then(b.calls.cmp(&a.calls))
+    });
     Ok(UserUsage { total, by_task })
 }
 
@@ -252,7 +264,13 @@ mod tests {
         assert_eq!(e.completion_tokens, 100_000);
         let cost = e.cost_usd.unwrap_or_default();
         assert!((cost - (0.15 + 0.06)).abs() < 1e-9, "{cost}");
-        assert_eq!(estimate(Provider::LlamaCpp, "local", 10, 400, 50).cost_usd, Some(0.0));
-        assert_eq!(estimate(Provider::OpenAi, "unknown", 10, 400, 50).cost_usd, None);
+        assert_eq!(
+            estimate(Provider::LlamaCpp, "local", 10, 400, 50).cost_usd,
+            Some(0.0)
+        );
+        assert_eq!(
+            estimate(Provider::OpenAi, "unknown", 10, 400, 50).cost_usd,
+            None
+        );
     }
 }

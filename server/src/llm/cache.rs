@@ -50,7 +50,10 @@ pub async fn lookup(db: &DatabaseConnection, key: &str) -> Result<Option<String>
         return Ok(None);
     };
     llm_cache::Entity::update_many()
-        .col_expr(llm_cache::Column::Hits, Expr::col(llm_cache::Column::Hits).add(1))
+        .col_expr(
+            llm_cache::Column::Hits,
+            Expr::col(llm_cache::Column::Hits).add(1),
+        )
         .col_expr(llm_cache::Column::LastHitAt, Expr::value(Utc::now()))
         .filter(llm_cache::Column::Id.eq(row.id))
         .exec(db)

@@ -193,7 +193,13 @@ impl Failure {
         Failure::Connect(detail)
     }
 
-    fn into_error(self, endpoint: &Endpoint, model: &str, timeout: Duration, attempts: u32) -> LlmError {
+    fn into_error(
+        self,
+        endpoint: &Endpoint,
+        model: &str,
+        timeout: Duration,
+        attempts: u32,
+    ) -> LlmError {
         match self {
             Failure::Timeout => LlmError::Timeout {
                 base_url: endpoint.base_url.clone(),
@@ -286,9 +292,9 @@ fn provider_message(body: &str) -> String {
 
 fn status_message(status: StatusCode, message: &str, model: &str) -> String {
     match status.as_u16() {
-        401 | 403 => format!(
-            "the API key was rejected — check the key in your LLM settings ({message})"
-        ),
+        401 | 403 => {
+            format!("the API key was rejected — check the key in your LLM settings ({message})")
+        }
         404 => format!(
             "not found — check the base URL and that the model “{model}” exists ({message})"
         ),
@@ -345,7 +351,11 @@ impl LlmClient {
             endpoint = endpoint.with_api_key(key.clone());
         }
         let model = if settings.model.trim().is_empty() {
-            provider.preset().default_model.unwrap_or_default().to_owned()
+            provider
+                .preset()
+                .default_model
+                .unwrap_or_default()
+                .to_owned()
         } else {
             settings.model.trim().to_owned()
         };
@@ -435,15 +445,21 @@ impl LlmClient {
         schema: &OutputSchema,
     ) -> Result<Structured<T>, LlmError> {
         let (value, raw, meta) = self
-            .execute(ctx, params, messages, Some(schema), |content, finish_reason| {
-                serde_json::from_str::<T>(strip_fences(content)).map_err(|err| {
-                    if finish_reason == Some("length") {
-                        format!("{err} (the reply was cut off at the max_tokens limit)")
-                    } else {
-                        err.to_string()
-                    }
-                })
-            })
+            .execute(
+                ctx,
+                params,
+                messages,
+                Some(schema),
+                |content, finish_reason| {
+                    serde_json::from_str::<T>(strip_fences(content)).map_err(|err| {
+                        if finish_reason == Some("length") {
+                            format!("{err} (the reply was cut off at the max_tokens limit)")
+                        } else {
+                            err.to_string()
+                        }
+                    })
+                },
+            )
             .await?;
         Ok(Structured { value, raw, meta })
     }
@@ -626,12 +642,14 @@ impl LlmClient {
         let auth = bearer(endpoint.api_key.as_ref())?;
         let mut retries = 0;
         loop {
-            gate.wait_if_paused().await;
             let outcome = {
                 // The semaphore is never closed; without a permit we would still be correct.
                 let _permit = gate.permits.acquire().await.ok();
+                // A 429 elsewhere may have paused the endpoint while this call queued.
+                gate.wait_if_paused().await;
                 tally.attempts += 1;
-                self.attempt(&url, auth.as_ref(), bytes.clone(), timeout).await
+                self.attempt(&url, auth.as_ref(), bytes.clone(), timeout)
+                    .await
             };
             let failure = match outcome {
                 Ok(reply) => {
@@ -761,7 +779,11 @@ impl LlmClient {
         span.record("latency_ms", latency_ms);
         span.record("cache_hit", meta.cache_hit);
         span.record("attempts", meta.attempts);
-        tracing::debug!(cost_usd = meta.cost_usd, ok = error.is_none(), "LLM call finished");
+        tracing::debug!(
+            cost_usd = meta.cost_usd,
+            ok = error.is_none(),
+            "LLM call finished"
+        );
         if !self.accounting {
             return;
         }
@@ -838,7 +860,10 @@ impl LlmClient {
             return status(
                 false,
                 Vec::new(),
-                format!("The endpoint at {} answered HTTP {code}: {message}", endpoint.base_url),
+                format!(
+                    "The endpoint at {} answered HTTP {code}: {message}",
+                    endpoint.base_url
+                ),
             );
         }
         let models: Vec<String> = serde_json::from_str::<Value>(&text)
@@ -852,7 +877,10 @@ impl LlmClient {
             })
             .unwrap_or_default();
         let message = if model.is_empty() {
-            format!("Reachable at {}, but no model is chosen.", endpoint.base_url)
+            format!(
+                "Reachable at {}, but no model is chosen.",
+                endpoint.base_url
+            )
         } else if models.is_empty() || models.iter().any(|m| m == model) {
             format!("Ready: model “{model}” at {}.", endpoint.base_url)
         } else {
@@ -940,7 +968,9 @@ fn validate(params: &CallParams) -> Result<(), LlmError> {
         )));
     }
     if params.max_tokens == Some(0) {
-        return Err(LlmError::InvalidSettings("max_tokens must be at least 1".into()));
+        return Err(LlmError::InvalidSettings(
+            "max_tokens must be at least 1".into(),
+        ));
     }
     Ok(())
 }
@@ -1016,7 +1046,10 @@ mod tests {
         let body = request_body(&deepseek, &messages, Some(&schema));
         assert_eq!(body["response_format"], json!({"type": "json_object"}));
         let system = body["messages"][0]["content"].as_str().unwrap_or_default();
-        assert!(system.starts_with("Grade.\n\nReply with one JSON object"), "{system}");
+        assert!(
+            system.starts_with("Grade.\n\nReply with one JSON object"),
+            "{system}"
+        );
         assert!(system.contains("\"score\""));
         assert_eq!(body["messages"].as_array().map(Vec::len), Some(2));
     }
@@ -1046,7 +1079,10 @@ mod tests {
             provider_message(r#"{"error":{"message":"Incorrect API key provided"}}"#),
             "Incorrect API key provided"
         );
-        assert_eq!(provider_message(r#"{"error":"model not found"}"#), "model not found");
+        assert_eq!(
+            provider_message(r#"{"error":"model not found"}"#),
+            "model not found"
+        );
         assert_eq!(provider_message("  "), "(empty body)");
         assert_eq!(provider_message("Bad Gateway"), "Bad Gateway");
     }

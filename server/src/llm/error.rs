@@ -50,7 +50,9 @@ pub enum LlmError {
         attempts: u32,
     },
     /// The provider answered with an error status.
-    #[error("The language-model provider answered HTTP {status} (tried {attempts} times): {message}")]
+    #[error(
+        "The language-model provider answered HTTP {status} (tried {attempts} times): {message}"
+    )]
     Status {
         /// HTTP status code.
         status: u16,

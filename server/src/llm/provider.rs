@@ -1,9 +1,10 @@
 //! Provider presets: default base URL, structured-output support, API-key need and prices.
 //!
 //! This file is the one place that knows how providers differ. Prices are list prices in
-//! US dollars per million tokens as published by each provider (checked 2025-11); a model
-//! missing from the table costs 0 and is logged once as unpriced, so update the table when a
-//! school adopts a new model. Local providers are free.
+//! US dollars per million tokens as published by each provider (checked 2025-11); a paid
+//! provider's model missing from the table is recorded at cost 0 and logged once as
+//! unpriced, so update the table when a school adopts a new model. Local providers
+//! (llama.cpp, Ollama, vLLM) and `custom` endpoints have no price table and cost 0.
 
 use std::fmt;
 use std::str::FromStr;
@@ -199,13 +200,10 @@ impl Provider {
 
     /// The price of `model`: the entry with the longest prefix of the model name, so dated
     /// snapshots (`gpt-4o-mini-2024-07-18`) are priced like their family. `None` for a paid
-    /// provider's unknown model; local providers are always free.
+    /// provider's unknown model; local providers and `custom` are free.
     pub fn price(self, model: &str) -> Option<Price> {
         let preset = self.preset();
-        if preset.local {
-            return Some(Price::FREE);
-        }
-        if self == Provider::Custom {
+        if preset.local || self == Provider::Custom {
             return Some(Price::FREE);
         }
         preset
@@ -264,7 +262,10 @@ mod tests {
         for provider in Provider::ALL {
             assert_eq!(provider.as_str().parse::<Provider>().ok(), Some(provider));
         }
-        assert_eq!("llama.cpp".parse::<Provider>().ok(), Some(Provider::LlamaCpp));
+        assert_eq!(
+            "llama.cpp".parse::<Provider>().ok(),
+            Some(Provider::LlamaCpp)
+        );
         assert!("gemini".parse::<Provider>().is_err());
     }
 }

@@ -80,7 +80,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -100,10 +103,16 @@ mod tests {
     #[test]
     fn retry_after_accepts_seconds_and_http_dates() {
         assert_eq!(retry_after(&headers("7")), Some(Duration::from_secs(7)));
-        assert_eq!(retry_after(&headers("0.5")), Some(Duration::from_millis(500)));
+        assert_eq!(
+            retry_after(&headers("0.5")),
+            Some(Duration::from_millis(500))
+        );
         let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
         let wait = retry_after(&headers(&later)).unwrap_or_default();
-        assert!(wait > Duration::from_secs(27) && wait <= Duration::from_secs(30), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
         let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(30));
         assert_eq!(retry_after(&headers(&past)), Some(Duration::ZERO));
         assert_eq!(retry_after(&headers("soon")), None);
@@ -134,10 +143,16 @@ mod tests {
     #[test]
     fn only_transient_statuses_are_retried() {
         for code in [429, 500, 502, 503, 504, 408] {
-            assert!(retryable_status(StatusCode::from_u16(code).unwrap_or_default()), "{code}");
+            assert!(
+                retryable_status(StatusCode::from_u16(code).unwrap_or_default()),
+                "{code}"
+            );
         }
         for code in [400, 401, 403, 404, 422] {
-            assert!(!retryable_status(StatusCode::from_u16(code).unwrap_or_default()), "{code}");
+            assert!(
+                !retryable_status(StatusCode::from_u16(code).unwrap_or_default()),
+                "{code}"
+            );
         }
     }
 }

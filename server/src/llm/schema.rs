@@ -45,7 +45,9 @@ impl OutputSchema {
         keyword: &str,
         value: impl Into<Value>,
     ) -> Self {
-        if let Some(Value::Object(prop)) = self.schema.pointer_mut(&format!("/properties/{property}")) {
+        if let Some(Value::Object(prop)) =
+            self.schema.pointer_mut(&format!("/properties/{property}"))
+        {
             prop.insert(keyword.to_owned(), value.into());
         }
         self
@@ -80,7 +82,13 @@ fn is_numeric(object: &Map<String, Value>) -> bool {
 fn sanitize_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     if cleaned.is_empty() {
@@ -121,8 +129,14 @@ mod tests {
         assert_eq!(schema.name, "Grade");
         let s = &schema.schema;
         assert_eq!(s["additionalProperties"], json!(false));
-        assert_eq!(s["required"], json!(["score", "criteria", "feedback", "note"]));
-        assert_eq!(s["properties"]["score"], json!({"type": "integer", "minimum": 0, "maximum": 4}));
+        assert_eq!(
+            s["required"],
+            json!(["score", "criteria", "feedback", "note"])
+        );
+        assert_eq!(
+            s["properties"]["score"],
+            json!({"type": "integer", "minimum": 0, "maximum": 4})
+        );
         assert_eq!(s["properties"]["note"]["type"], json!(["string", "null"]));
         assert_eq!(s["properties"]["feedback"]["maxLength"], json!(400));
         let item = &s["properties"]["criteria"]["items"];

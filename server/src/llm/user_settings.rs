@@ -123,9 +123,14 @@ pub async fn update(
     changes: LlmSettingsChanges,
 ) -> Result<UserLlmSettings, LlmError> {
     let Some(user) = users::Entity::find_by_id(user_id).one(db).await? else {
-        return Err(LlmError::InvalidSettings("the account no longer exists".into()));
+        return Err(LlmError::InvalidSettings(
+            "the account no longer exists".into(),
+        ));
     };
-    let mut all = user.settings.clone().unwrap_or(Value::Object(Default::default()));
+    let mut all = user
+        .settings
+        .clone()
+        .unwrap_or(Value::Object(Default::default()));
     let mut current: UserLlmSettings = all
         .get(SETTINGS_KEY)
         .cloned()
@@ -154,8 +159,8 @@ pub async fn update(
         ));
     }
 
-    let section = serde_json::to_value(&current)
-        .map_err(|err| LlmError::InvalidSettings(err.to_string()))?;
+    let section =
+        serde_json::to_value(&current).map_err(|err| LlmError::InvalidSettings(err.to_string()))?;
     if let Value::Object(map) = &mut all {
         map.insert(SETTINGS_KEY.to_owned(), section);
     } else {
@@ -212,7 +217,9 @@ fn validate_temperature(t: f64) -> Result<f64, LlmError> {
     if t.is_finite() && (0.0..=2.0).contains(&t) {
         Ok(t)
     } else {
-        Err(LlmError::InvalidSettings("the temperature must be between 0 and 2".into()))
+        Err(LlmError::InvalidSettings(
+            "the temperature must be between 0 and 2".into(),
+        ))
     }
 }
 
@@ -235,12 +242,20 @@ impl LlmClient {
         let base_url = match (&user.base_url, same_provider) {
             (Some(url), _) => url.clone(),
             (None, true) => server.endpoint.base_url.clone(),
-            (None, false) => provider.preset().default_base_url.unwrap_or_default().to_owned(),
+            (None, false) => provider
+                .preset()
+                .default_base_url
+                .unwrap_or_default()
+                .to_owned(),
         };
         let model = match (&user.model, same_provider) {
             (Some(model), _) => model.clone(),
             (None, true) => server.model.clone(),
-            (None, false) => provider.preset().default_model.unwrap_or_default().to_owned(),
+            (None, false) => provider
+                .preset()
+                .default_model
+                .unwrap_or_default()
+                .to_owned(),
         };
         let mut endpoint = Endpoint::preset(provider).with_base_url(base_url);
         endpoint.api_key = match user.api_key.as_deref().filter(|key| !key.is_empty()) {
@@ -297,7 +312,11 @@ mod tests {
         let defaults = client.params_for(&UserLlmSettings::default());
         assert_eq!(defaults.endpoint.base_url, "https://api.openai.com/v1");
         assert_eq!(
-            defaults.endpoint.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+            defaults
+                .endpoint
+                .api_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned()),
             Some("sk-server".to_owned())
         );
 
@@ -325,14 +344,18 @@ mod tests {
         };
         let params = client.params_for(&own_key);
         assert_eq!(
-            params.endpoint.api_key.map(|k| k.expose_secret().to_owned()),
+            params
+                .endpoint
+                .api_key
+                .map(|k| k.expose_secret().to_owned()),
             Some("sk-user".to_owned())
         );
     }
 
     #[test]
     fn inputs_are_validated() {
-        assert!(validate_base_url("http://127.0.0.1:11434/v1/".into()).is_ok_and(|u| u.ends_with("/v1")));
+        assert!(validate_base_url("http://127.0.0.1:11434/v1/".into())
+            .is_ok_and(|u| u.ends_with("/v1")));
         assert!(validate_base_url("ftp://x/v1".into()).is_err());
         assert!(validate_base_url("http://user:pw@x/v1".into()).is_err());
         assert!(validate_temperature(2.5).is_err());

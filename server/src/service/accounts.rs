@@ -14,8 +14,8 @@ use entity::{sessions, users};
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set, SqlErr,
 };
 use sha2::{Digest, Sha256};
 use tracing::instrument;
@@ -191,7 +191,12 @@ pub async fn sign_in(
 #[instrument(skip(state))]
 pub async fn sign_out(state: &AppState, auth: AuthUser) -> Result<(), AccountError> {
     revoke(state, auth.session_id).await?;
-    publish(state, auth.user_id, AccountEventKind::SignedOut, "session ended");
+    publish(
+        state,
+        auth.user_id,
+        AccountEventKind::SignedOut,
+        "session ended",
+    );
     Ok(())
 }
 
@@ -259,7 +264,12 @@ pub async fn create_api_token(
         None,
     )
     .await?;
-    publish(state, auth.user_id, AccountEventKind::ApiTokenCreated, &name);
+    publish(
+        state,
+        auth.user_id,
+        AccountEventKind::ApiTokenCreated,
+        &name,
+    );
     Ok((token, row))
 }
 
@@ -293,7 +303,12 @@ pub async fn revoke_api_token(
         .ok_or(AccountError::TokenNotFound(id))?;
     revoke(state, token.id).await?;
     let name = token.name.clone().unwrap_or_default();
-    publish(state, auth.user_id, AccountEventKind::ApiTokenRevoked, &name);
+    publish(
+        state,
+        auth.user_id,
+        AccountEventKind::ApiTokenRevoked,
+        &name,
+    );
     Ok(token)
 }
 
@@ -426,7 +441,14 @@ mod tests {
             normalise_email("  Ada@Example.ORG ").ok(),
             Some("ada@example.org".to_string())
         );
-        for bad in ["", "ada", "@example.org", "ada@example", "ada@.org", "a b@c.de"] {
+        for bad in [
+            "",
+            "ada",
+            "@example.org",
+            "ada@example",
+            "ada@.org",
+            "a b@c.de",
+        ] {
             assert!(normalise_email(bad).is_err(), "{bad:?} accepted");
         }
     }

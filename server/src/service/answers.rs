@@ -101,7 +101,9 @@ impl From<AnswerError> for AppError {
             AnswerError::GuideNotFound(id) => AppError::not_found("guide", id),
             AnswerError::AnswerNotFound(id) => AppError::not_found("answer", id),
             AnswerError::Duplicate(_) => AppError::new(ErrorCode::Duplicate, err.to_string()),
-            AnswerError::Rows { .. } | AnswerError::Invalid(_) => AppError::bad_input(err.to_string()),
+            AnswerError::Rows { .. } | AnswerError::Invalid(_) => {
+                AppError::bad_input(err.to_string())
+            }
             AnswerError::Db(err) => AppError::internal(err),
             AnswerError::Io(err) => AppError::internal(err),
         }
@@ -306,7 +308,11 @@ fn display_filename(name: &str) -> String {
 }
 
 /// One of the caller's guides.
-async fn owned_guide(db: &DatabaseConnection, user_id: i32, guide_id: i32) -> Result<guides::Model, AnswerError> {
+async fn owned_guide(
+    db: &DatabaseConnection,
+    user_id: i32,
+    guide_id: i32,
+) -> Result<guides::Model, AnswerError> {
     guides::Entity::find_by_id(guide_id)
         .filter(guides::Column::UserId.eq(user_id))
         .one(db)
@@ -403,7 +409,10 @@ fn parse_csv(text: &str, delimiter: char) -> Result<Vec<(usize, Vec<String>)>, R
 
 /// Rows of a CSV file: the first record names the columns.
 fn csv_rows(text: &str) -> Result<Vec<RawRow>, AnswerError> {
-    let header_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let header_line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
     let delimiter = [',', ';', '\t']
         .into_iter()
         .max_by_key(|d| header_line.matches(*d).count())
@@ -445,7 +454,10 @@ fn jsonl_rows(text: &str) -> (Vec<RawRow>, Vec<RowError>) {
         match serde_json::from_str::<Value>(trimmed) {
             Ok(Value::Object(map)) => rows.push(RawRow {
                 line: line_no,
-                fields: map.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
+                fields: map
+                    .into_iter()
+                    .map(|(k, v)| (k.to_lowercase(), v))
+                    .collect(),
             }),
             Ok(_) => errors.push(RowError {
                 line: line_no,
@@ -461,7 +473,11 @@ fn jsonl_rows(text: &str) -> (Vec<RawRow>, Vec<RowError>) {
 }
 
 /// The rows of a file in either format, with the errors of rows that could not be read.
-fn read_rows(bytes: &[u8], filename: Option<&str>, format: Option<FileFormat>) -> Result<(FileFormat, Vec<RawRow>, Vec<RowError>), AnswerError> {
+fn read_rows(
+    bytes: &[u8],
+    filename: Option<&str>,
+    format: Option<FileFormat>,
+) -> Result<(FileFormat, Vec<RawRow>, Vec<RowError>), AnswerError> {
     let text = decode(bytes)?;
     let format = format
         .or_else(|| filename.and_then(FileFormat::from_filename))
@@ -505,7 +521,15 @@ fn as_number(value: &Value) -> Option<f64> {
     .filter(|v| v.is_finite())
 }
 
-const ITEM_FIELDS: &[&str] = &["item", "item_label", "label", "item_id", "question_id"];
+/// Item columns, most specific first (SAF-style files use `label` for a verdict, not an item).
+const ITEM_FIELDS: &[&str] = &[
+    "item",
+    "item_label",
+    "item_id",
+    "question_id",
+    "question_label",
+    "label",
+];
 const STUDENT_FIELDS: &[&str] = &["student_ref", "student", "student_id", "id"];
 const ANSWER_FIELDS: &[&str] = &["answer", "text", "response", "student_answer"];
 const SCORE_FIELDS: &[&str] = &["score", "teacher_score", "mark", "marks", "points"];
@@ -539,7 +563,10 @@ impl ItemLookup {
     fn new(items: Vec<guide_items::Model>) -> Self {
         let labels = items.iter().map(|i| i.label.clone()).collect();
         Self {
-            by_key: items.iter().map(|i| (label_key(&i.label), i.clone())).collect(),
+            by_key: items
+                .iter()
+                .map(|i| (label_key(&i.label), i.clone()))
+                .collect(),
             by_id: items.into_iter().map(|i| (i.id, i)).collect(),
             labels,
         }
@@ -558,9 +585,16 @@ impl ItemLookup {
 
     fn unknown(&self, given: &str) -> String {
         let shown: Vec<&str> = self.labels.iter().take(12).map(String::as_str).collect();
-        let more = if self.labels.len() > shown.len() { ", …" } else { "" };
+        let more = if self.labels.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        };
         if self.labels.is_empty() {
-            format!("unknown item “{}”: this guide has no items yet", given.trim())
+            format!(
+                "unknown item “{}”: this guide has no items yet",
+                given.trim()
+            )
         } else {
             format!(
                 "unknown item “{}”: this guide's items are {}{more}",
@@ -587,21 +621,27 @@ fn check_row(row: &RawRow, items: &ItemLookup) -> Result<GoodRow, String> {
     let item_value = field(row, ITEM_FIELDS)
         .ok_or_else(|| "no item: give the item's label in an `item` column".to_owned())?;
     let item_name = as_text(item_value);
-    let item = items.find(&item_name).ok_or_else(|| items.unknown(&item_name))?;
-    let text = field(row, ANSWER_FIELDS)
-        .map(as_text)
-        .unwrap_or_default();
+    let item = items
+        .find(&item_name)
+        .ok_or_else(|| items.unknown(&item_name))?;
+    let text = field(row, ANSWER_FIELDS).map(as_text).unwrap_or_default();
     let text = text.trim().to_owned();
     if text.is_empty() {
         return Err("the answer is empty".into());
     }
     if text.chars().count() > MAX_ANSWER_CHARS {
-        return Err(format!("the answer is longer than {MAX_ANSWER_CHARS} characters"));
+        return Err(format!(
+            "the answer is longer than {MAX_ANSWER_CHARS} characters"
+        ));
     }
     let score_value = field(row, SCORE_FIELDS)
         .ok_or_else(|| "no score: give the teacher's mark in a `score` column".to_owned())?;
-    let score = as_number(score_value)
-        .ok_or_else(|| format!("the score “{}” is not a number", as_text(score_value).trim()))?;
+    let score = as_number(score_value).ok_or_else(|| {
+        format!(
+            "the score “{}” is not a number",
+            as_text(score_value).trim()
+        )
+    })?;
     if score < 0.0 {
         return Err(format!("the score {score} is negative"));
     }
@@ -710,7 +750,10 @@ fn assign_splits(rows: &mut [GoodRow], options: &ImportOptions) -> Result<(), An
             )
         })
         .collect();
-    for (&i, bucket) in open.iter().zip(stratified_assign(&keys, &fractions, options.seed)) {
+    for (&i, bucket) in open
+        .iter()
+        .zip(stratified_assign(&keys, &fractions, options.seed))
+    {
         rows[i].split = Some(SPLITS[bucket]);
     }
     if let Some(share) = options.validation_from_train {
@@ -796,7 +839,9 @@ pub async fn import(
     let guide = owned_guide(&state.db, user_id, guide_id).await?;
     let sha = sha256_hex(&source.bytes);
     if let Some(existing) = find_duplicate_upload(&state.db, user_id, "answers", &sha).await? {
-        return Err(AnswerError::Duplicate(duplicate_message(&state.db, &existing).await));
+        return Err(AnswerError::Duplicate(
+            duplicate_message(&state.db, &existing).await,
+        ));
     }
     let (format, raw_rows, mut errors) =
         read_rows(&source.bytes, source.filename.as_deref(), options.format)?;
@@ -870,7 +915,10 @@ async fn store_rows(
             .await
             .map_err(std::io::Error::other)??
     };
-    let written = write_rows(&state.db, user_id, guide.id, filename, size, sha, &put.key, rows).await;
+    let written = write_rows(
+        &state.db, user_id, guide.id, filename, size, sha, &put.key, rows,
+    )
+    .await;
     match written {
         Ok(upload) => Ok(upload),
         Err(err) => {
@@ -995,7 +1043,9 @@ fn check_item_row(row: &RawRow) -> Result<NewItem, String> {
         .map(|v| as_text(v).trim().to_owned())
         .ok_or_else(|| "no label: give the item's label in a `label` (or `id`) field".to_owned())?;
     if label.chars().count() > MAX_LABEL_CHARS {
-        return Err(format!("the label is longer than {MAX_LABEL_CHARS} characters"));
+        return Err(format!(
+            "the label is longer than {MAX_LABEL_CHARS} characters"
+        ));
     }
     let question = field(row, QUESTION_FIELDS)
         .map(|v| as_text(v).trim().to_owned())
@@ -1003,15 +1053,20 @@ fn check_item_row(row: &RawRow) -> Result<NewItem, String> {
     let model_answer = field(row, MODEL_ANSWER_FIELDS)
         .map(|v| as_text(v).trim().to_owned())
         .unwrap_or_default();
-    if question.chars().count() > MAX_FIELD_CHARS || model_answer.chars().count() > MAX_FIELD_CHARS {
-        return Err(format!("a text is longer than {MAX_FIELD_CHARS} characters"));
+    if question.chars().count() > MAX_FIELD_CHARS || model_answer.chars().count() > MAX_FIELD_CHARS
+    {
+        return Err(format!(
+            "a text is longer than {MAX_FIELD_CHARS} characters"
+        ));
     }
     let max_value = field(row, MAX_FIELDS)
         .ok_or_else(|| "no maximum: give the item's marks in a `max_marks` field".to_owned())?;
     let max_marks = as_number(max_value)
         .ok_or_else(|| format!("the maximum “{}” is not a number", as_text(max_value)))?;
     if !(max_marks > 0.0 && max_marks <= MAX_MARKS) {
-        return Err(format!("the maximum must be above 0 and at most {MAX_MARKS}"));
+        return Err(format!(
+            "the maximum must be above 0 and at most {MAX_MARKS}"
+        ));
     }
     let criteria = match field(row, CRITERIA_FIELDS) {
         None => Vec::new(),
@@ -1150,7 +1205,10 @@ pub async fn create_guide_from_items(
         .as_deref()
         .map(display_filename)
         .unwrap_or_else(|| format!("items.{}", format.extension()));
-    let written = write_guide(&state.db, user_id, &title, &text, &sha, &filename, size, &file_sha, &put.key, &items).await;
+    let written = write_guide(
+        &state.db, user_id, &title, &text, &sha, &filename, size, &file_sha, &put.key, &items,
+    )
+    .await;
     match written {
         Ok(guide) => Ok(guide),
         Err(err) => {
@@ -1224,7 +1282,9 @@ async fn write_guide(
             question: Set(item.question.clone()),
             model_answer: Set(item.model_answer.clone()),
             max_marks: Set(item.max_marks),
-            rubric: Set(serde_json::to_value(&item.criteria).unwrap_or_else(|_| Value::Array(vec![]))),
+            rubric: Set(
+                serde_json::to_value(&item.criteria).unwrap_or_else(|_| Value::Array(vec![]))
+            ),
             // Items given by the teacher's file: re-extraction must keep them.
             edited: Set(true),
             created_at: Set(now),
@@ -1323,7 +1383,11 @@ pub async fn count(
 }
 
 /// One of the caller's answers.
-pub async fn get(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<answers::Model, AnswerError> {
+pub async fn get(
+    db: &DatabaseConnection,
+    user_id: i32,
+    id: i32,
+) -> Result<answers::Model, AnswerError> {
     answers::Entity::find_by_id(id)
         .filter(answers::Column::UserId.eq(user_id))
         .one(db)
@@ -1332,7 +1396,11 @@ pub async fn get(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<answe
 }
 
 /// Answers of a guide per split and per item.
-pub async fn summary(db: &DatabaseConnection, user_id: i32, guide_id: i32) -> Result<SplitSummary, AnswerError> {
+pub async fn summary(
+    db: &DatabaseConnection,
+    user_id: i32,
+    guide_id: i32,
+) -> Result<SplitSummary, AnswerError> {
     owned_guide(db, user_id, guide_id).await?;
     let items = guide_items::Entity::find()
         .filter(guide_items::Column::GuideId.eq(guide_id))
@@ -1457,7 +1525,11 @@ pub async fn resplit(
         .iter()
         .map(|(id, item, score)| {
             (
-                stratum(*item, score.unwrap_or_default(), max.get(item).copied().unwrap_or(1.0)),
+                stratum(
+                    *item,
+                    score.unwrap_or_default(),
+                    max.get(item).copied().unwrap_or(1.0),
+                ),
                 id.to_string(),
             )
         })
@@ -1493,10 +1565,16 @@ mod tests {
         let text = "item,answer,score\n1,\"Two, with a comma\",2\n\n2,\"Line one\nline two \"\"quoted\"\"\",1\r\n3,plain,0";
         let records = parse_csv(text, ',').unwrap_or_default();
         assert_eq!(records.len(), 4);
-        assert_eq!(records[1], (2, vec!["1".into(), "Two, with a comma".into(), "2".into()]));
+        assert_eq!(
+            records[1],
+            (2, vec!["1".into(), "Two, with a comma".into(), "2".into()])
+        );
         assert_eq!(records[2].0, 4, "the blank line 3 is skipped");
         assert_eq!(records[2].1[1], "Line one\nline two \"quoted\"");
-        assert_eq!(records[3], (6, vec!["3".into(), "plain".into(), "0".into()]));
+        assert_eq!(
+            records[3],
+            (6, vec!["3".into(), "plain".into(), "0".into()])
+        );
         let broken = parse_csv("a,b\n1,\"never closed\n2,3", ',');
         assert_eq!(broken.err().map(|e| e.line), Some(2));
     }
@@ -1505,9 +1583,15 @@ mod tests {
     fn semicolon_and_tab_files_are_recognised() {
         let rows = csv_rows("Item;Answer;Score\n1a;Yes;1\n").unwrap_or_default();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].fields.get("answer"), Some(&Value::String("Yes".into())));
+        assert_eq!(
+            rows[0].fields.get("answer"),
+            Some(&Value::String("Yes".into()))
+        );
         let rows = csv_rows("item\tanswer\tscore\n1a\tYes, really\t1\n").unwrap_or_default();
-        assert_eq!(rows[0].fields.get("answer"), Some(&Value::String("Yes, really".into())));
+        assert_eq!(
+            rows[0].fields.get("answer"),
+            Some(&Value::String("Yes, really".into()))
+        );
     }
 
     #[test]

@@ -224,7 +224,13 @@ pub async fn cancel(state: &AppState, user_id: i32, id: i32) -> Result<jobs::Mod
         .rows_affected
         == 1;
     if cancelled_queued {
-        emit(state, &job, "cancelled", json!({ "reason": "cancelled by the user" })).await?;
+        emit(
+            state,
+            &job,
+            "cancelled",
+            json!({ "reason": "cancelled by the user" }),
+        )
+        .await?;
     } else {
         jobs::Entity::update_many()
             .col_expr(jobs::Column::CancelRequested, Expr::value(true))
@@ -430,7 +436,10 @@ async fn claim(
             .col_expr(jobs::Column::Status, Expr::value(JobStatus::Running))
             .col_expr(jobs::Column::LeaseOwner, Expr::value(owner))
             .col_expr(jobs::Column::LeaseExpiresAt, Expr::value(now + LEASE))
-            .col_expr(jobs::Column::Attempts, Expr::col(jobs::Column::Attempts).add(1))
+            .col_expr(
+                jobs::Column::Attempts,
+                Expr::col(jobs::Column::Attempts).add(1),
+            )
             .col_expr(
                 jobs::Column::StartedAt,
                 Expr::value(job.started_at.unwrap_or(now)),
@@ -482,7 +491,10 @@ async fn heartbeat(db: DatabaseConnection, job_id: i32, owner: String) {
     loop {
         tokio::time::sleep(HEARTBEAT).await;
         let renewed = jobs::Entity::update_many()
-            .col_expr(jobs::Column::LeaseExpiresAt, Expr::value(Utc::now() + LEASE))
+            .col_expr(
+                jobs::Column::LeaseExpiresAt,
+                Expr::value(Utc::now() + LEASE),
+            )
             .filter(jobs::Column::Id.eq(job_id))
             .filter(jobs::Column::LeaseOwner.eq(owner.as_str()))
             .exec(&db)

@@ -13,9 +13,6 @@ pub fn job_handlers() -> jobs::Handlers {
         entity::enums::JobKind::Extraction,
         guides::ExtractionHandler::default(),
     );
-    handlers.register(
-        entity::enums::JobKind::Training,
-        training::TrainingHandler,
-    );
+    handlers.register(entity::enums::JobKind::Training, training::TrainingHandler);
     handlers
 }

@@ -25,8 +25,8 @@ use entity::enums::{Engine, JobKind, Split};
 use entity::{answers, grader_versions, graders, gradings, guide_items, guides, job_events, jobs};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -44,11 +44,15 @@ use crate::grading::llm::{
     self as llm_engine, build_pool, choose_fixed, ExemplarSettings, ExemplarStrategy,
     LlmGraderConfig, LlmGrading, PromptInfo, RawGrade,
 };
-use crate::grading::similarity::{Example, Features, SimilarityConfig, SimilarityIndex, SimilarityModel};
-use crate::llm::{rough_tokens, LlmError};
+use crate::grading::similarity::{
+    Example, Features, SimilarityConfig, SimilarityIndex, SimilarityModel,
+};
+use crate::llm::LlmError;
 use crate::metrics::{AgreementReport, ScorePair};
 use crate::service::answers::stratified_assign;
-use crate::service::jobs::{self as job_service, HandlerFuture, JobContext, JobError, JobHandler, Outcome};
+use crate::service::jobs::{
+    self as job_service, HandlerFuture, JobContext, JobError, JobHandler, Outcome,
+};
 use crate::state::AppState;
 
 /// Most epochs a job may ask for.
@@ -209,7 +213,10 @@ impl TrainingParams {
         if !(1..=1000).contains(&self.gradient_epochs) {
             return bad("gradientEpochs must be between 1 and 1000.");
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
+        if !(self.learning_rate.is_finite()
+            && self.learning_rate > 0.0
+            && self.learning_rate <= 1.0)
+        {
             return bad("learningRate must be above 0 and at most 1.");
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
@@ -218,7 +225,11 @@ impl TrainingParams {
         if !(1..=100).contains(&self.k) {
             return bad("k must be between 1 and 100.");
         }
-        if self.name.as_deref().is_some_and(|n| n.trim().is_empty() || n.chars().count() > 200) {
+        if self
+            .name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty() || n.chars().count() > 200)
+        {
             return bad("A grader name must be between 1 and 200 characters long.");
         }
         Ok(())
@@ -445,7 +456,9 @@ struct Guard {
 
 impl Guard {
     async fn spent(&self) -> Result<Spent, DbErr> {
-        let job = jobs::Entity::find_by_id(self.ctx.job.id).one(&self.ctx.state.db).await?;
+        let job = jobs::Entity::find_by_id(self.ctx.job.id)
+            .one(&self.ctx.state.db)
+            .await?;
         Ok(job.map_or_else(Spent::default, |j| Spent {
             prompt: j.prompt_tokens,
             completion: j.completion_tokens,
@@ -470,7 +483,10 @@ impl Guard {
             if !self.warned && used as f64 >= WARN_AT * budget as f64 {
                 self.warned = true;
                 self.ctx
-                    .emit("budget_warning", json!({ "tokens": used, "budget_tokens": budget }))
+                    .emit(
+                        "budget_warning",
+                        json!({ "tokens": used, "budget_tokens": budget }),
+                    )
                     .await?;
             }
         }
@@ -484,7 +500,10 @@ impl Guard {
             if !self.warned && spent.cost >= WARN_AT * budget {
                 self.warned = true;
                 self.ctx
-                    .emit("budget_warning", json!({ "cost": spent.cost, "budget_usd": budget }))
+                    .emit(
+                        "budget_warning",
+                        json!({ "cost": spent.cost, "budget_usd": budget }),
+                    )
                     .await?;
             }
         }
@@ -503,7 +522,12 @@ impl Guard {
         self.ctx
             .progress(
                 fraction * 0.98,
-                &format!("epoch {}: {what} ({}/{})", self.epoch, self.calls, self.planned.max(self.calls)),
+                &format!(
+                    "epoch {}: {what} ({}/{})",
+                    self.epoch,
+                    self.calls,
+                    self.planned.max(self.calls)
+                ),
             )
             .await?;
         Ok(())
@@ -550,7 +574,12 @@ impl Data {
 }
 
 /// A stratified, seeded subset of `rows` of at most `limit` rows (by item and score).
-fn subset(rows: Vec<answers::Model>, limit: usize, items: &BTreeMap<i32, GradingItem>, seed: u64) -> Vec<answers::Model> {
+fn subset(
+    rows: Vec<answers::Model>,
+    limit: usize,
+    items: &BTreeMap<i32, GradingItem>,
+    seed: u64,
+) -> Vec<answers::Model> {
     if rows.len() <= limit {
         return rows;
     }
@@ -598,6 +627,7 @@ fn prompt_fingerprint(config: &LlmGraderConfig) -> String {
 }
 
 /// What an LLM epoch proposes.
+#[expect(clippy::large_enum_variant, reason = "one per epoch")]
 enum LlmProposal {
     /// Grade with this config.
     Config(LlmGraderConfig, Change),
@@ -677,7 +707,10 @@ impl LlmTrainer {
                 }
                 LlmProposal::Config(
                     config,
-                    Change::new("exemplar_count", format!("{} → {count} exemplars per prompt", best.exemplars.count)),
+                    Change::new(
+                        "exemplar_count",
+                        format!("{} → {count} exemplars per prompt", best.exemplars.count),
+                    ),
                 )
             }
             4 => {
@@ -711,7 +744,10 @@ impl LlmTrainer {
                 config.exemplars.fixed = choose_fixed(&self.pool, count, seed);
                 LlmProposal::Config(
                     config,
-                    Change::new("exemplar_set", format!("a new fixed draw of {count} exemplars per item (draw {seed})")),
+                    Change::new(
+                        "exemplar_set",
+                        format!("a new fixed draw of {count} exemplars per item (draw {seed})"),
+                    ),
                 )
             }
         }
@@ -726,9 +762,20 @@ impl LlmTrainer {
             .count()
     }
 
-    fn call_tokens(&self, item: &GradingItem, config: &LlmGraderConfig, answer: &answers::Model) -> i64 {
-        let chars = llm_engine::prompt_chars(item, config.exemplars.count, llm_engine::EXEMPLAR_MAX_CHARS / 2, answer.text.len());
-        (rough_tokens(chars) + u64::from(config.max_tokens)) as i64
+    /// Tokens a call may take at most: its prompt at three characters per token (a
+    /// generous count for English) and the completion limit.
+    async fn call_tokens(
+        &self,
+        grading: &LlmGrading,
+        item: &GradingItem,
+        answer: &answers::Model,
+    ) -> i64 {
+        let exemplars = grading.exemplars_for(item, answer.id, &answer.text).await;
+        let chars: usize = llm_engine::build_messages(item, &exemplars, &answer.text)
+            .iter()
+            .map(|m| m.content.len())
+            .sum();
+        (chars as u64).div_ceil(3) as i64 + i64::from(grading.config().max_tokens)
     }
 
     async fn raw(
@@ -744,22 +791,35 @@ impl LlmTrainer {
             return Ok(raw.clone());
         }
         let item = data.item(answer.item_id)?;
-        guard.before_call(self.call_tokens(item, config, answer)).await?;
         let grading = self.grading.with_config(config.clone());
+        guard
+            .before_call(self.call_tokens(&grading, item, answer).await)
+            .await?;
         let raw = grading
             .grade_raw(item, answer.id, &answer.text)
             .await
-            .map_err(|err| Stop::Failed(anyhow::Error::new(err).context(format!("grading answer {}", answer.id))))?;
+            .map_err(|err| {
+                Stop::Failed(
+                    anyhow::Error::new(err).context(format!("grading answer {}", answer.id)),
+                )
+            })?;
         guard.after_call(what).await?;
         self.cache.insert(key, raw.clone());
         Ok(raw)
     }
 
     /// Calibrated normalised predictions for the validation answers.
-    async fn predict(&mut self, data: &Data, config: &LlmGraderConfig, guard: &mut Guard) -> Result<Vec<f64>, Stop> {
+    async fn predict(
+        &mut self,
+        data: &Data,
+        config: &LlmGraderConfig,
+        guard: &mut Guard,
+    ) -> Result<Vec<f64>, Stop> {
         let mut out = Vec::with_capacity(data.validation.len());
         for answer in &data.validation {
-            let raw = self.raw(data, config, answer, guard, "grading validation answers").await?;
+            let raw = self
+                .raw(data, config, answer, guard, "grading validation answers")
+                .await?;
             let item = data.item(answer.item_id)?;
             out.push(config.calibration.apply(item.normalise(raw.raw_marks)));
         }
@@ -776,7 +836,15 @@ impl LlmTrainer {
     ) -> Result<Calibration, Stop> {
         let mut pairs = Vec::new();
         for answer in self.calibration_sample.clone() {
-            let raw = self.raw(data, config, &answer, guard, "grading train answers for calibration").await?;
+            let raw = self
+                .raw(
+                    data,
+                    config,
+                    &answer,
+                    guard,
+                    "grading train answers for calibration",
+                )
+                .await?;
             let item = data.item(answer.item_id)?;
             pairs.push((
                 item.normalise(raw.raw_marks),
@@ -815,17 +883,25 @@ impl LlmTrainer {
         match proposal {
             LlmProposal::Config(config, _) => self.uncached(config, &data.validation),
             LlmProposal::Calibrate(_) => {
-                self.uncached(best, &self.calibration_sample) + self.uncached(best, &data.validation)
+                self.uncached(best, &self.calibration_sample)
+                    + self.uncached(best, &data.validation)
             }
         }
     }
 
     /// Verdicts of `config` on the validation answers.
-    async fn verdicts(&mut self, data: &Data, config: &LlmGraderConfig, guard: &mut Guard) -> Result<Vec<Verdict>, Stop> {
+    async fn verdicts(
+        &mut self,
+        data: &Data,
+        config: &LlmGraderConfig,
+        guard: &mut Guard,
+    ) -> Result<Vec<Verdict>, Stop> {
         let grading = self.grading.with_config(config.clone());
         let mut out = Vec::new();
         for answer in &data.validation {
-            let raw = self.raw(data, config, answer, guard, "final validation grades").await?;
+            let raw = self
+                .raw(data, config, answer, guard, "final validation grades")
+                .await?;
             out.push(grading.verdict(data.item(answer.item_id)?, answer.id, &raw));
         }
         Ok(out)
@@ -845,7 +921,11 @@ impl SimilarityTrainer {
     async fn new(state: &AppState, params: &TrainingParams, data: &Data) -> Result<Self, Stop> {
         let embedder = shared_embedder(&state.settings.embeddings).await?;
         let config = params.similarity_config();
-        let items: Vec<_> = data.items.values().map(GradingItem::to_similarity).collect();
+        let items: Vec<_> = data
+            .items
+            .values()
+            .map(GradingItem::to_similarity)
+            .collect();
         let graded: Vec<_> = data
             .train
             .iter()
@@ -863,7 +943,9 @@ impl SimilarityTrainer {
             .validation
             .iter()
             .zip(vectors)
-            .map(|(a, v)| index.features(&a.item_id.to_string(), &a.text, &v, Some(&a.id.to_string())))
+            .map(|(a, v)| {
+                index.features(&a.item_id.to_string(), &a.text, &v, Some(&a.id.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             params: params.clone(),
@@ -906,7 +988,11 @@ impl SimilarityTrainer {
 
     /// The change tried in `epoch` (≥ 1): more gradient epochs (at the same, half or a
     /// quarter of the step size) or a refit from scratch with another L2 penalty.
-    fn propose(&self, epoch: u32, best: &SimilarityGraderConfig) -> (SimilarityGraderConfig, Change) {
+    fn propose(
+        &self,
+        epoch: u32,
+        best: &SimilarityGraderConfig,
+    ) -> (SimilarityGraderConfig, Change) {
         let g = self.params.gradient_epochs;
         let mut model = best.model.clone();
         match epoch % 6 {
@@ -914,14 +1000,26 @@ impl SimilarityTrainer {
                 let n = if epoch % 6 == 4 { 2 * g } else { g };
                 let model = self.train(model, n);
                 let lr = model.config.learning_rate;
-                (self.config(model), Change::new("gradient_epochs", format!("{n} more gradient epochs at learning rate {lr}")))
+                (
+                    self.config(model),
+                    Change::new(
+                        "gradient_epochs",
+                        format!("{n} more gradient epochs at learning rate {lr}"),
+                    ),
+                )
             }
             2 | 0 => {
                 let scale = if epoch % 6 == 2 { 0.5 } else { 0.25 };
                 model.config.learning_rate *= scale;
                 let lr = model.config.learning_rate;
                 let model = self.train(model, g);
-                (self.config(model), Change::new("gradient_epochs", format!("{g} more gradient epochs at learning rate {lr}")))
+                (
+                    self.config(model),
+                    Change::new(
+                        "gradient_epochs",
+                        format!("{g} more gradient epochs at learning rate {lr}"),
+                    ),
+                )
             }
             _ => {
                 let factor = if epoch % 6 == 3 { 10.0 } else { 0.1 };
@@ -931,13 +1029,22 @@ impl SimilarityTrainer {
                 let epochs = best.model.epochs.max(g);
                 let l2 = config.l2;
                 let model = self.train(SimilarityModel::new(config), epochs);
-                (self.config(model), Change::new("refit", format!("refit from scratch with L2 {l2} for {epochs} gradient epochs")))
+                (
+                    self.config(model),
+                    Change::new(
+                        "refit",
+                        format!("refit from scratch with L2 {l2} for {epochs} gradient epochs"),
+                    ),
+                )
             }
         }
     }
 
     fn predict(&self, config: &SimilarityGraderConfig) -> Vec<f64> {
-        self.validation.iter().map(|f| config.model.predict(f)).collect()
+        self.validation
+            .iter()
+            .map(|f| config.model.predict(f))
+            .collect()
     }
 
     fn verdicts(&self, data: &Data, config: &SimilarityGraderConfig) -> Result<Vec<Verdict>, Stop> {
@@ -958,6 +1065,7 @@ impl SimilarityTrainer {
 }
 
 /// One engine (or both) in training.
+#[expect(clippy::large_enum_variant, reason = "one per job")]
 enum Trainer {
     Llm(LlmTrainer),
     Similarity(SimilarityTrainer),
@@ -966,7 +1074,12 @@ enum Trainer {
 
 impl Trainer {
     /// The base grader.
-    async fn base(&mut self, data: &Data, model: &(String, String), guard: &mut Guard) -> Result<(GraderConfig, Change), Stop> {
+    async fn base(
+        &mut self,
+        data: &Data,
+        model: &(String, String),
+        guard: &mut Guard,
+    ) -> Result<(GraderConfig, Change), Stop> {
         match self {
             Trainer::Llm(llm) => {
                 let config = llm.base_config(model.0.clone(), model.1.clone());
@@ -984,17 +1097,27 @@ impl Trainer {
                 let llm_config = llm.base_config(model.0.clone(), model.1.clone());
                 let (sim_config, _) = sim.base();
                 let exemplars = llm_config.exemplars.describe();
-                let (config, weights) = ensemble(data, llm, sim, llm_config, sim_config, None, guard).await?;
+                let (config, weights) =
+                    ensemble(data, llm, sim, llm_config, sim_config, None, guard).await?;
                 Ok((
                     GraderConfig::Ensemble(config),
-                    Change::new("base", format!("LLM ({exemplars}) and similarity engines, weighted {weights}")),
+                    Change::new(
+                        "base",
+                        format!("LLM ({exemplars}) and similarity engines, weighted {weights}"),
+                    ),
                 ))
             }
         }
     }
 
     /// Realises the change of `epoch` from `best`.
-    async fn candidate(&mut self, data: &Data, epoch: u32, best: &GraderConfig, guard: &mut Guard) -> Result<(GraderConfig, Change), Stop> {
+    async fn candidate(
+        &mut self,
+        data: &Data,
+        epoch: u32,
+        best: &GraderConfig,
+        guard: &mut Guard,
+    ) -> Result<(GraderConfig, Change), Stop> {
         match (self, best) {
             (Trainer::Llm(llm), GraderConfig::Llm(best)) => {
                 let proposal = llm.propose(epoch, best);
@@ -1012,27 +1135,73 @@ impl Trainer {
                     1 => {
                         let proposal = llm.propose(epoch.div_ceil(3), &best.llm);
                         guard.planned = llm.planned(data, &proposal, &best.llm);
-                        let (llm_config, change) = llm.realise(data, proposal, &best.llm, guard).await?;
-                        let (config, weights) = ensemble(data, llm, sim, llm_config, best.similarity.clone(), None, guard).await?;
-                        Ok((GraderConfig::Ensemble(config), Change::new(&change.kind, format!("LLM: {}; weights {weights}", change.description))))
+                        let (llm_config, change) =
+                            llm.realise(data, proposal, &best.llm, guard).await?;
+                        let (config, weights) = ensemble(
+                            data,
+                            llm,
+                            sim,
+                            llm_config,
+                            best.similarity.clone(),
+                            None,
+                            guard,
+                        )
+                        .await?;
+                        Ok((
+                            GraderConfig::Ensemble(config),
+                            Change::new(
+                                &change.kind,
+                                format!("LLM: {}; weights {weights}", change.description),
+                            ),
+                        ))
                     }
                     2 => {
                         let (sim_config, change) = sim.propose(epoch.div_ceil(3), &best.similarity);
-                        let (config, weights) = ensemble(data, llm, sim, best.llm.clone(), sim_config, None, guard).await?;
-                        Ok((GraderConfig::Ensemble(config), Change::new(&change.kind, format!("similarity: {}; weights {weights}", change.description))))
+                        let (config, weights) =
+                            ensemble(data, llm, sim, best.llm.clone(), sim_config, None, guard)
+                                .await?;
+                        Ok((
+                            GraderConfig::Ensemble(config),
+                            Change::new(
+                                &change.kind,
+                                format!("similarity: {}; weights {weights}", change.description),
+                            ),
+                        ))
                     }
                     _ => {
-                        let (config, weights) = ensemble(data, llm, sim, best.llm.clone(), best.similarity.clone(), Some(best.weights), guard).await?;
-                        Ok((GraderConfig::Ensemble(config), Change::new("weights", format!("blend searched on validation: {weights}"))))
+                        let (config, weights) = ensemble(
+                            data,
+                            llm,
+                            sim,
+                            best.llm.clone(),
+                            best.similarity.clone(),
+                            Some(best.weights),
+                            guard,
+                        )
+                        .await?;
+                        Ok((
+                            GraderConfig::Ensemble(config),
+                            Change::new(
+                                "weights",
+                                format!("blend searched on validation: {weights}"),
+                            ),
+                        ))
                     }
                 }
             }
-            _ => Err(Stop::Failed(anyhow::anyhow!("the checkpoint's grader does not match the job's engine"))),
+            _ => Err(Stop::Failed(anyhow::anyhow!(
+                "the checkpoint's grader does not match the job's engine"
+            ))),
         }
     }
 
     /// Normalised validation predictions of `config`.
-    async fn predict(&mut self, data: &Data, config: &GraderConfig, guard: &mut Guard) -> Result<Vec<f64>, Stop> {
+    async fn predict(
+        &mut self,
+        data: &Data,
+        config: &GraderConfig,
+        guard: &mut Guard,
+    ) -> Result<Vec<f64>, Stop> {
         match (self, config) {
             (Trainer::Llm(llm), GraderConfig::Llm(c)) => llm.predict(data, c, guard).await,
             (Trainer::Similarity(sim), GraderConfig::Similarity(c)) => Ok(sim.predict(c)),
@@ -1041,7 +1210,9 @@ impl Trainer {
                 let s = sim.predict(&c.similarity);
                 Ok(l.iter().zip(&s).map(|(l, s)| c.blend(*l, *s)).collect())
             }
-            _ => Err(Stop::Failed(anyhow::anyhow!("the grader does not match the job's engine"))),
+            _ => Err(Stop::Failed(anyhow::anyhow!(
+                "the grader does not match the job's engine"
+            ))),
         }
     }
 
@@ -1063,7 +1234,12 @@ impl Trainer {
     }
 
     /// Verdicts of `config` on the validation answers.
-    async fn verdicts(&mut self, data: &Data, config: &GraderConfig, guard: &mut Guard) -> Result<Vec<Verdict>, Stop> {
+    async fn verdicts(
+        &mut self,
+        data: &Data,
+        config: &GraderConfig,
+        guard: &mut Guard,
+    ) -> Result<Vec<Verdict>, Stop> {
         match (self, config) {
             (Trainer::Llm(llm), GraderConfig::Llm(c)) => llm.verdicts(data, c, guard).await,
             (Trainer::Similarity(sim), GraderConfig::Similarity(c)) => sim.verdicts(data, c),
@@ -1076,7 +1252,9 @@ impl Trainer {
                     .map(|(answer, (l, s))| Ok(c.combine(data.item(answer.item_id)?, l, s)))
                     .collect()
             }
-            _ => Err(Stop::Failed(anyhow::anyhow!("the grader does not match the job's engine"))),
+            _ => Err(Stop::Failed(anyhow::anyhow!(
+                "the grader does not match the job's engine"
+            ))),
         }
     }
 }
@@ -1113,7 +1291,10 @@ async fn ensemble(
             best.0
         }
     };
-    let described = format!("{:.2} LLM / {:.2} similarity", weights.llm, weights.similarity);
+    let described = format!(
+        "{:.2} LLM / {:.2} similarity",
+        weights.llm, weights.similarity
+    );
     Ok((
         EnsembleConfig {
             llm: llm_config,
@@ -1146,7 +1327,12 @@ impl JobHandler for TrainingHandler {
     }
 }
 
-async fn load_data(state: &AppState, user_id: i32, guide_id: i32, params: &TrainingParams) -> anyhow::Result<Data> {
+async fn load_data(
+    state: &AppState,
+    user_id: i32,
+    guide_id: i32,
+    params: &TrainingParams,
+) -> anyhow::Result<Data> {
     let item_rows = guide_items::Entity::find()
         .filter(guide_items::Column::GuideId.eq(guide_id))
         .order_by_asc(guide_items::Column::Position)
@@ -1156,12 +1342,21 @@ async fn load_data(state: &AppState, user_id: i32, guide_id: i32, params: &Train
     let validation = scored_answers(&state.db, user_id, guide_id, Some(Split::Validation)).await?;
     let all: Vec<answers::Model> = train.iter().chain(&validation).cloned().collect();
     let items = grading_items(&item_rows, &all);
-    let train: Vec<_> = train.into_iter().filter(|a| items.contains_key(&a.item_id)).collect();
-    let mut validation: Vec<_> = validation.into_iter().filter(|a| items.contains_key(&a.item_id)).collect();
+    let train: Vec<_> = train
+        .into_iter()
+        .filter(|a| items.contains_key(&a.item_id))
+        .collect();
+    let mut validation: Vec<_> = validation
+        .into_iter()
+        .filter(|a| items.contains_key(&a.item_id))
+        .collect();
     if let Some(limit) = params.validation_limit {
         validation = subset(validation, limit, &items, params.seed);
     }
-    anyhow::ensure!(!validation.is_empty(), "the guide has no scored validation answers");
+    anyhow::ensure!(
+        !validation.is_empty(),
+        "the guide has no scored validation answers"
+    );
     Ok(Data {
         items,
         train,
@@ -1174,7 +1369,16 @@ fn training_data_hash(data: &Data) -> String {
         .train
         .iter()
         .chain(&data.validation)
-        .map(|a| format!("{}:{}:{}:{}:{}", a.id, a.item_id, a.teacher_score.unwrap_or_default(), a.split, a.content_sha256))
+        .map(|a| {
+            format!(
+                "{}:{}:{}:{}:{}",
+                a.id,
+                a.item_id,
+                a.teacher_score.unwrap_or_default(),
+                a.split,
+                a.content_sha256
+            )
+        })
         .collect();
     rows.sort();
     hex::encode(Sha256::digest(rows.join("\n").as_bytes()))
@@ -1214,10 +1418,18 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
             calibration: Calibration::Identity,
         };
         let call_params = llm_params(&state, user_id, &probe).await?;
-        model = (call_params.model.clone(), call_params.endpoint.provider.as_str().to_owned());
+        model = (
+            call_params.model.clone(),
+            call_params.endpoint.provider.as_str().to_owned(),
+        );
         let embedder = shared_embedder(&state.settings.embeddings).await.ok();
         let pool = build_pool(&data.train, params.seed);
-        let calibration_sample = subset(data.train.clone(), params.calibration_sample, &data.items, params.seed ^ 0xCA1);
+        let calibration_sample = subset(
+            data.train.clone(),
+            params.calibration_sample,
+            &data.items,
+            params.seed ^ 0xCA1,
+        );
         Some(LlmTrainer {
             grading: LlmGrading::new(state.llm.clone(), call_params, grading_ctx, probe, embedder),
             params: params.clone(),
@@ -1244,7 +1456,9 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
     };
 
     let resumed: Option<Checkpoint> = match &ctx.job.checkpoint {
-        Some(value) => Some(serde_json::from_value(value.clone()).context("reading the checkpoint")?),
+        Some(value) => {
+            Some(serde_json::from_value(value.clone()).context("reading the checkpoint")?)
+        }
         None => None,
     };
     let mut cp = match resumed {
@@ -1255,7 +1469,9 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
         }
         None => match epoch_zero(&ctx, &data, &mut trainer, &model, &mut guard).await {
             Ok(cp) => cp,
-            Err(Stop::Budget(why)) => anyhow::bail!("the budget is too small to measure even the base grader: {why}"),
+            Err(Stop::Budget(why)) => {
+                anyhow::bail!("the budget is too small to measure even the base grader: {why}")
+            }
             Err(stop) => return finish_stop(stop),
         },
     };
@@ -1275,13 +1491,15 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
             Ok(()) => {}
             Err(Stop::Budget(why)) => {
                 cp.stopped = Some(StopReason::Budget);
-                ctx.emit("budget_exhausted", json!({ "epoch": epoch, "reason": why })).await?;
+                ctx.emit("budget_exhausted", json!({ "epoch": epoch, "reason": why }))
+                    .await?;
             }
             Err(stop) => return finish_stop(stop),
         }
     }
     let stopped = cp.stopped.unwrap_or(StopReason::Completed);
-    ctx.checkpoint(Some(cp.epoch as i32), serde_json::to_value(&cp)?).await?;
+    ctx.checkpoint(Some(cp.epoch as i32), serde_json::to_value(&cp)?)
+        .await?;
 
     // The version: created once per job (a resumed job finds the one it made).
     let verdicts = match trainer.verdicts(&data, &cp.best, &mut guard).await {
@@ -1292,7 +1510,11 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
     let version_config = VersionConfig {
         grader: cp.best.clone(),
         seed: params.seed,
-        mark_steps: data.items.iter().map(|(id, i)| (*id, i.mark_step)).collect(),
+        mark_steps: data
+            .items
+            .iter()
+            .map(|(id, i)| (*id, i.mark_step))
+            .collect(),
         training: TrainingProvenance {
             job_id: ctx.job.id,
             guide_id,
@@ -1304,7 +1526,8 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
             stopped,
         },
     };
-    let (grader, version) = save_version(&state, &ctx.job, &params, &version_config, &cp.best_metrics).await?;
+    let (grader, version) =
+        save_version(&state, &ctx.job, &params, &version_config, &cp.best_metrics).await?;
     save_gradings(&state, user_id, version.id, ctx.job.id, verdicts).await?;
     ctx.emit(
         "grader_version",
@@ -1428,8 +1651,14 @@ async fn run_epoch(
 
 /// Checkpoints first, then publishes the epoch: a crash in between re-publishes it on
 /// resume ([`emit_missing_epochs`]), so no epoch is lost or told twice.
-async fn persist_epoch(ctx: &JobContext, cp: &Checkpoint, record: &EpochRecord, epochs: u32) -> Result<(), Stop> {
-    ctx.checkpoint(Some(record.epoch as i32), serde_json::to_value(cp)?).await?;
+async fn persist_epoch(
+    ctx: &JobContext,
+    cp: &Checkpoint,
+    record: &EpochRecord,
+    epochs: u32,
+) -> Result<(), Stop> {
+    ctx.checkpoint(Some(record.epoch as i32), serde_json::to_value(cp)?)
+        .await?;
     ctx.emit("epoch", serde_json::to_value(record)?).await?;
     let fraction = f64::from(record.epoch + 1) / f64::from(epochs + 1);
     ctx.progress(
@@ -1548,14 +1777,22 @@ async fn save_version(
                     .await?;
                 return Ok((grader, version));
             }
-            Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => continue,
+            Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                continue
+            }
             Err(err) => return Err(err.into()),
         }
     }
     anyhow::bail!("could not number the new grader version")
 }
 
-async fn save_gradings(state: &AppState, user_id: i32, version_id: i32, job_id: i32, verdicts: Vec<Verdict>) -> Result<(), DbErr> {
+async fn save_gradings(
+    state: &AppState,
+    user_id: i32,
+    version_id: i32,
+    job_id: i32,
+    verdicts: Vec<Verdict>,
+) -> Result<(), DbErr> {
     gradings::Entity::delete_many()
         .filter(gradings::Column::JobId.eq(job_id))
         .filter(gradings::Column::GraderVersionId.eq(version_id))
@@ -1585,7 +1822,11 @@ fn engine_title(engine: Engine) -> &'static str {
 // Requests: start, estimate, graders, versions, diffs
 // ---------------------------------------------------------------------------------------
 
-async fn owned_guide(db: &DatabaseConnection, user_id: i32, guide_id: i32) -> Result<guides::Model, TrainingError> {
+async fn owned_guide(
+    db: &DatabaseConnection,
+    user_id: i32,
+    guide_id: i32,
+) -> Result<guides::Model, TrainingError> {
     guides::Entity::find_by_id(guide_id)
         .filter(guides::Column::UserId.eq(user_id))
         .one(db)
@@ -1600,7 +1841,12 @@ struct Counts {
     validation: usize,
 }
 
-async fn check_data(state: &AppState, user_id: i32, guide_id: i32, params: &TrainingParams) -> Result<(Counts, Data), TrainingError> {
+async fn check_data(
+    state: &AppState,
+    user_id: i32,
+    guide_id: i32,
+    params: &TrainingParams,
+) -> Result<(Counts, Data), TrainingError> {
     owned_guide(&state.db, user_id, guide_id).await?;
     let data = match load_data(state, user_id, guide_id, params).await {
         Ok(data) => data,
@@ -1628,7 +1874,12 @@ async fn check_data(state: &AppState, user_id: i32, guide_id: i32, params: &Trai
 
 /// Queues a training job for one of the caller's guides.
 #[instrument(skip(state, params))]
-pub async fn start(state: &AppState, user_id: i32, guide_id: i32, params: TrainingParams) -> Result<jobs::Model, TrainingError> {
+pub async fn start(
+    state: &AppState,
+    user_id: i32,
+    guide_id: i32,
+    params: TrainingParams,
+) -> Result<jobs::Model, TrainingError> {
     params.check()?;
     check_data(state, user_id, guide_id, &params).await?;
     if let Some(grader_id) = params.grader_id {
@@ -1672,7 +1923,12 @@ pub struct TrainingEstimate {
 }
 
 /// An upper bound on the calls, tokens and cost of a training job with `params`.
-pub async fn estimate(state: &AppState, user_id: i32, guide_id: i32, params: TrainingParams) -> Result<TrainingEstimate, TrainingError> {
+pub async fn estimate(
+    state: &AppState,
+    user_id: i32,
+    guide_id: i32,
+    params: TrainingParams,
+) -> Result<TrainingEstimate, TrainingError> {
     params.check()?;
     let (counts, data) = check_data(state, user_id, guide_id, &params).await?;
     if !params.uses_llm() {
@@ -1730,7 +1986,11 @@ pub async fn estimate(state: &AppState, user_id: i32, guide_id: i32, params: Tra
 }
 
 /// The caller's graders of a guide, newest first.
-pub async fn graders_of(db: &DatabaseConnection, user_id: i32, guide_id: i32) -> Result<Vec<graders::Model>, TrainingError> {
+pub async fn graders_of(
+    db: &DatabaseConnection,
+    user_id: i32,
+    guide_id: i32,
+) -> Result<Vec<graders::Model>, TrainingError> {
     owned_guide(db, user_id, guide_id).await?;
     Ok(graders::Entity::find()
         .filter(graders::Column::UserId.eq(user_id))
@@ -1741,7 +2001,11 @@ pub async fn graders_of(db: &DatabaseConnection, user_id: i32, guide_id: i32) ->
 }
 
 /// One of the caller's graders.
-pub async fn grader(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<graders::Model, TrainingError> {
+pub async fn grader(
+    db: &DatabaseConnection,
+    user_id: i32,
+    id: i32,
+) -> Result<graders::Model, TrainingError> {
     graders::Entity::find_by_id(id)
         .filter(graders::Column::UserId.eq(user_id))
         .one(db)
@@ -1750,7 +2014,10 @@ pub async fn grader(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<gr
 }
 
 /// A grader's versions, oldest first.
-pub async fn versions(db: &DatabaseConnection, grader_id: i32) -> Result<Vec<grader_versions::Model>, TrainingError> {
+pub async fn versions(
+    db: &DatabaseConnection,
+    grader_id: i32,
+) -> Result<Vec<grader_versions::Model>, TrainingError> {
     Ok(grader_versions::Entity::find()
         .filter(grader_versions::Column::GraderId.eq(grader_id))
         .order_by_asc(grader_versions::Column::Version)
@@ -1759,7 +2026,11 @@ pub async fn versions(db: &DatabaseConnection, grader_id: i32) -> Result<Vec<gra
 }
 
 /// One of the caller's grader versions.
-pub async fn version(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<grader_versions::Model, TrainingError> {
+pub async fn version(
+    db: &DatabaseConnection,
+    user_id: i32,
+    id: i32,
+) -> Result<grader_versions::Model, TrainingError> {
     let found = grader_versions::Entity::find_by_id(id)
         .find_also_related(graders::Entity)
         .one(db)
@@ -1805,7 +2076,11 @@ fn diff_into(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<Con
         }
         (a, b) if a == b => {}
         (a, b) => out.push(ConfigChange {
-            path: if path.is_empty() { "/".into() } else { path.to_owned() },
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_owned()
+            },
             before: a.cloned(),
             after: b.cloned(),
         }),
@@ -1813,14 +2088,23 @@ fn diff_into(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<Con
 }
 
 /// What changed from one of the caller's grader versions to another.
-pub async fn version_diff(db: &DatabaseConnection, user_id: i32, from: i32, to: i32) -> Result<Vec<ConfigChange>, TrainingError> {
+pub async fn version_diff(
+    db: &DatabaseConnection,
+    user_id: i32,
+    from: i32,
+    to: i32,
+) -> Result<Vec<ConfigChange>, TrainingError> {
     let a = version(db, user_id, from).await?;
     let b = version(db, user_id, to).await?;
     Ok(diff_values(&a.config, &b.config))
 }
 
 /// The finished epochs of one of the caller's training jobs, in order.
-pub async fn epochs(db: &DatabaseConnection, user_id: i32, job_id: i32) -> Result<Vec<EpochRecord>, TrainingError> {
+pub async fn epochs(
+    db: &DatabaseConnection,
+    user_id: i32,
+    job_id: i32,
+) -> Result<Vec<EpochRecord>, TrainingError> {
     let job = jobs::Entity::find_by_id(job_id)
         .filter(jobs::Column::UserId.eq(user_id))
         .one(db)
@@ -1855,13 +2139,17 @@ pub async fn load_grader(
 ) -> Result<crate::grading::grader::Grader, TrainingError> {
     let version = version(&state.db, user_id, version_id).await?;
     let grader = grader(&state.db, user_id, version.grader_id).await?;
-    let config = parse_version_config(&version)
-        .ok_or_else(|| TrainingError::Invalid(format!("grader version {version_id} has an unreadable config")))?;
-    crate::grading::grader::Grader::load(
+    let config = parse_version_config(&version).ok_or_else(|| {
+        TrainingError::Invalid(format!(
+            "grader version {version_id} has an unreadable config"
+        ))
+    })?;
+    crate::grading::grader::Grader::load_with_steps(
         state,
         GradingContext { user_id, job_id },
         grader.guide_id,
         config.grader,
+        Some(&config.mark_steps),
     )
     .await
     .map_err(|err| match err {
@@ -1887,9 +2175,18 @@ mod tests {
     fn improvement_is_higher_qwk_then_lower_mae() {
         assert!(m(Some(0.5), 0.2).better_than(&m(Some(0.4), 0.1)));
         assert!(!m(Some(0.4), 0.1).better_than(&m(Some(0.5), 0.2)));
-        assert!(m(Some(0.5), 0.1).better_than(&m(Some(0.5), 0.2)), "MAE breaks the tie");
-        assert!(!m(Some(0.5), 0.2).better_than(&m(Some(0.5), 0.2)), "equal is not better");
-        assert!(m(Some(0.1), 0.3).better_than(&m(None, 0.1)), "undefined QWK counts as 0");
+        assert!(
+            m(Some(0.5), 0.1).better_than(&m(Some(0.5), 0.2)),
+            "MAE breaks the tie"
+        );
+        assert!(
+            !m(Some(0.5), 0.2).better_than(&m(Some(0.5), 0.2)),
+            "equal is not better"
+        );
+        assert!(
+            m(Some(0.1), 0.3).better_than(&m(None, 0.1)),
+            "undefined QWK counts as 0"
+        );
     }
 
     #[test]
@@ -1898,7 +2195,15 @@ mod tests {
         let b = json!({"engine": "llm", "calibration": {"kind": "linear", "slope": 0.8}, "exemplars": {"count": 3, "ids": [1, 2, 5]}});
         let changes = diff_values(&a, &b);
         let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-        assert_eq!(paths, vec!["/calibration/kind", "/calibration/slope", "/exemplars/count", "/exemplars/ids"]);
+        assert_eq!(
+            paths,
+            vec![
+                "/calibration/kind",
+                "/calibration/slope",
+                "/exemplars/count",
+                "/exemplars/ids"
+            ]
+        );
         assert_eq!(changes[1].before, None);
         assert_eq!(changes[2].after, Some(json!(3)));
         assert!(diff_values(&a, &a).is_empty());
@@ -1912,7 +2217,8 @@ mod tests {
             ..TrainingParams::default()
         };
         assert!(bad.check().is_err());
-        let parsed: TrainingParams = serde_json::from_value(json!({"engine": "llm", "epochs": 2})).unwrap_or_default();
+        let parsed: TrainingParams =
+            serde_json::from_value(json!({"engine": "llm", "epochs": 2})).unwrap_or_default();
         assert_eq!(parsed.engine, Engine::Llm);
         assert_eq!(parsed.patience, 3);
     }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use gradelab::config::EmbeddingSettings;
 use gradelab::embeddings::Embedder;
 use gradelab::grading::similarity::{
-    EpochStats, Features, GradedAnswer, Item, Regime, SimilarityConfig, SimilarityIndex, SimilarityModel,
+    EpochStats, Features, GradedAnswer, Item, Regime, SimilarityConfig, SimilarityIndex,
+    SimilarityModel,
 };
 use gradelab::metrics::{pearson, AgreementReport, ScorePair};
 use serde::Deserialize;
@@ -173,7 +174,10 @@ pub async fn evaluate(
     }
     let before = embedder.cached();
     let started = Instant::now();
-    embedder.embed(&all_texts).await.map_err(|e| e.to_string())?;
+    embedder
+        .embed(&all_texts)
+        .await
+        .map_err(|e| e.to_string())?;
     let embed_time = started.elapsed();
     let texts_embedded = embedder.cached() - before;
 
@@ -230,7 +234,10 @@ pub async fn evaluate(
             .zip(&features)
             .map(|(a, f)| model.grade(items[a.item_id.as_str()], f))
             .collect();
-        regimes.insert(split.to_string(), predictions.iter().map(|p| p.regime).collect());
+        regimes.insert(
+            split.to_string(),
+            predictions.iter().map(|p| p.regime).collect(),
+        );
 
         let engine = AgreementReport::compute(&pairs_of(&|i, _, _| predictions[i].marks));
         let engine_raw = AgreementReport::compute(&pairs_of(&|i, _, item| {
@@ -265,14 +272,34 @@ pub async fn evaluate(
             };
             rows[i].1[col] = row;
         };
-        put("always full marks", Row { r: None, qwk: None, ..Row::of(&full) });
-        put("train mean", Row { r: None, qwk: None, ..Row::of(&mean) });
+        put(
+            "always full marks",
+            Row {
+                r: None,
+                qwk: None,
+                ..Row::of(&full)
+            },
+        );
+        put(
+            "train mean",
+            Row {
+                r: None,
+                qwk: None,
+                ..Row::of(&mean)
+            },
+        );
         put(
             "MiniLM cosine(student, reference), raw",
-            Row { r: cos_r, ..Row::NONE },
+            Row {
+                r: cos_r,
+                ..Row::NONE
+            },
         );
         put("similarity engine, unrounded", Row::of(&engine_raw));
-        put("similarity engine, marks on the 0.25 step", Row::of(&engine));
+        put(
+            "similarity engine, marks on the 0.25 step",
+            Row::of(&engine),
+        );
         put(
             "similarity engine, new-item head only (marks)",
             Row::of(&new_item_head),
@@ -295,11 +322,27 @@ pub async fn evaluate(
 pub const FIDELITY_BASELINES: &[(&str, &str, &str)] = &[
     ("always full marks", "– / 0.164 / –", "– / 0.262 / –"),
     ("train mean", "– / 0.218 / –", "– / 0.270 / –"),
-    ("MiniLM cosine(student, reference), raw", "0.213 / – / –", "0.532 / – / –"),
-    ("ridge on cosine, Jaccard, log length ratio", "0.383 / 0.201 / 0.227", "0.318 / 0.257 / 0.118"),
-    ("ridge on 3 features + |e_s − e_r|, e_s·e_r", "0.594 / 0.159 / 0.453", "0.084 / 0.272 / −0.003"),
+    (
+        "MiniLM cosine(student, reference), raw",
+        "0.213 / – / –",
+        "0.532 / – / –",
+    ),
+    (
+        "ridge on cosine, Jaccard, log length ratio",
+        "0.383 / 0.201 / 0.227",
+        "0.318 / 0.257 / 0.118",
+    ),
+    (
+        "ridge on 3 features + |e_s − e_r|, e_s·e_r",
+        "0.594 / 0.159 / 0.453",
+        "0.084 / 0.272 / −0.003",
+    ),
     ("per-item k-NN, k = 10", "0.588 / 0.134 / 0.414", "n/a"),
-    ("target (issue 6)", "≥ 0.650 / – / ≥ 0.550", "≥ 0.550 / – / –"),
+    (
+        "target (issue 6)",
+        "≥ 0.650 / – / ≥ 0.550",
+        "≥ 0.550 / – / –",
+    ),
 ];
 
 /// The measured table and the baselines, as Markdown.
@@ -308,7 +351,11 @@ pub fn table(eval: &Evaluation) -> String {
         "| grader | unseen answers r / MAE / QWK | unseen questions r / MAE / QWK |\n|---|---|---|\n",
     );
     for (name, [a, b]) in &eval.rows {
-        out.push_str(&format!("| {name} (measured) | {} | {} |\n", a.cells(), b.cells()));
+        out.push_str(&format!(
+            "| {name} (measured) | {} | {} |\n",
+            a.cells(),
+            b.cells()
+        ));
     }
     for (name, a, b) in FIDELITY_BASELINES {
         out.push_str(&format!("| {name} (FIDELITY.md) | {a} | {b} |\n"));
@@ -327,4 +374,3 @@ pub fn setup() -> Result<(Embedder, Saf), String> {
     let saf = Saf::load()?;
     Ok((embedder, saf))
 }
-

@@ -23,7 +23,9 @@ impl AccountQuery {
     /// The caller's API tokens that have not been revoked, newest first.
     async fn api_tokens(&self, ctx: &Context<'_>) -> Result<Vec<ApiToken>> {
         let auth = require_user(ctx)?;
-        let tokens = accounts::list_api_tokens(&state(ctx)?.db, auth).await.gql()?;
+        let tokens = accounts::list_api_tokens(&state(ctx)?.db, auth)
+            .await
+            .gql()?;
         Ok(tokens.into_iter().map(Into::into).collect())
     }
 }

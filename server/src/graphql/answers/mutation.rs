@@ -95,11 +95,11 @@ impl AnswerMutation {
         ctx: &Context<'_>,
         guide_id: ID,
         file: Upload,
-        #[graphql(default)] options: ImportAnswersOptions,
+        options: Option<ImportAnswersOptions>,
     ) -> Result<ImportAnswersPayload> {
         require_user(ctx)?;
         let source = read_upload(ctx, file).await?;
-        import(ctx, guide_id, source, options.into()).await
+        import(ctx, guide_id, source, options.unwrap_or_default().into()).await
     }
 
     /// Imports teacher-scored answers from pasted CSV or JSONL text, like `importAnswers`.
@@ -109,10 +109,10 @@ impl AnswerMutation {
         guide_id: ID,
         text: String,
         format: Option<AnswerFileFormat>,
-        #[graphql(default)] options: ImportAnswersOptions,
+        options: Option<ImportAnswersOptions>,
     ) -> Result<ImportAnswersPayload> {
         require_user(ctx)?;
-        let mut options: ImportOptions = options.into();
+        let mut options: ImportOptions = options.unwrap_or_default().into();
         if let Some(format) = format {
             options.format = Some(format.into());
         }
@@ -142,7 +142,10 @@ impl AnswerMutation {
                 bytes: text.into_bytes(),
             },
             _ => {
-                return Err(AppError::bad_input("Give exactly one of `file` and `text`.")).gql();
+                return Err(AppError::bad_input(
+                    "Give exactly one of `file` and `text`.",
+                ))
+                .gql();
             }
         };
         Ok(
@@ -162,16 +165,22 @@ impl AnswerMutation {
         title: String,
         items: Upload,
         answers: Upload,
-        #[graphql(default)] options: ImportAnswersOptions,
+        options: Option<ImportAnswersOptions>,
     ) -> Result<ImportDatasetPayload> {
         let auth = require_user(ctx)?;
         let app = state(ctx)?;
         let items = read_upload(ctx, items).await?;
         let answer_file = read_upload(ctx, answers).await?;
-        let (guide, report) =
-            answers::import_dataset(app, auth.user_id, &title, items, answer_file, options.into())
-                .await
-                .map_err(answer_error)?;
+        let (guide, report) = answers::import_dataset(
+            app,
+            auth.user_id,
+            &title,
+            items,
+            answer_file,
+            options.unwrap_or_default().into(),
+        )
+        .await
+        .map_err(answer_error)?;
         let summary = answers::summary(&app.db, auth.user_id, guide.id)
             .await
             .map_err(answer_error)?;

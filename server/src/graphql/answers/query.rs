@@ -25,7 +25,10 @@ impl AnswerQuery {
     async fn answer(&self, ctx: &Context<'_>, id: ID) -> Result<Answer> {
         let auth = require_user(ctx)?;
         let id = parse_id(&id, "answer")?;
-        Ok(answers::get(&state(ctx)?.db, auth.user_id, id).await.gql()?.into())
+        Ok(answers::get(&state(ctx)?.db, auth.user_id, id)
+            .await
+            .gql()?
+            .into())
     }
 
     /// A guide's answers in import order, optionally of one split or item (a Relay
@@ -60,7 +63,9 @@ impl AnswerQuery {
             .gql()?;
         let has_next = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
-        let total_count = answers::count(db, auth.user_id, guide_id, filter).await.gql()?;
+        let total_count = answers::count(db, auth.user_id, guide_id, filter)
+            .await
+            .gql()?;
         let mut connection = Connection::with_additional_fields(
             after.is_some(),
             has_next,

@@ -107,7 +107,7 @@ impl From<SplitFractionsInput> for SplitFractions {
 }
 
 /// How an import reads the file and assigns splits.
-#[derive(InputObject, Default)]
+#[derive(InputObject)]
 pub struct ImportAnswersOptions {
     /// The file's format; by default from its name, else from its content.
     pub format: Option<AnswerFileFormat>,
@@ -126,6 +126,19 @@ pub struct ImportAnswersOptions {
     /// Share of the train rows moved to validation (stratified), e.g. 0.2 for a dataset
     /// without a validation split.
     pub validation_from_train: Option<f64>,
+}
+
+impl Default for ImportAnswersOptions {
+    fn default() -> Self {
+        Self {
+            format: None,
+            skip_bad_rows: false,
+            fractions: None,
+            seed: 42,
+            resplit: false,
+            validation_from_train: None,
+        }
+    }
 }
 
 impl From<ImportAnswersOptions> for ImportOptions {
@@ -270,15 +283,20 @@ impl ImportAnswersPayload {
     /// The payload of an import and the guide's summary after it.
     pub fn new(report: ImportReport, summary: ServiceSummary) -> Self {
         let n = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
-        let by_split = [DbSplit::Train, DbSplit::Validation, DbSplit::Test, DbSplit::Unassigned]
-            .into_iter()
-            .filter_map(|split| {
-                report.by_split.get(split.as_str()).map(|count| SplitCount {
-                    split: split.into(),
-                    count: n(*count),
-                })
+        let by_split = [
+            DbSplit::Train,
+            DbSplit::Validation,
+            DbSplit::Test,
+            DbSplit::Unassigned,
+        ]
+        .into_iter()
+        .filter_map(|split| {
+            report.by_split.get(split.as_str()).map(|count| SplitCount {
+                split: split.into(),
+                count: n(*count),
             })
-            .collect();
+        })
+        .collect();
         Self {
             upload_id: report.upload.id.into(),
             filename: report.upload.filename,

@@ -18,6 +18,9 @@ impl JobMutation {
     async fn cancel_job(&self, ctx: &Context<'_>, id: ID) -> Result<Job> {
         let auth = require_user(ctx)?;
         let id = parse_id(&id, "job")?;
-        Ok(jobs::cancel(state(ctx)?, auth.user_id, id).await.gql()?.into())
+        Ok(jobs::cancel(state(ctx)?, auth.user_id, id)
+            .await
+            .gql()?
+            .into())
     }
 }

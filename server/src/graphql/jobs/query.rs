@@ -17,7 +17,10 @@ impl JobQuery {
     async fn job(&self, ctx: &Context<'_>, id: ID) -> Result<Job> {
         let auth = require_user(ctx)?;
         let id = parse_id(&id, "job")?;
-        Ok(jobs::get(&state(ctx)?.db, auth.user_id, id).await.gql()?.into())
+        Ok(jobs::get(&state(ctx)?.db, auth.user_id, id)
+            .await
+            .gql()?
+            .into())
     }
 
     /// The caller's jobs, newest first.

@@ -7,8 +7,8 @@ use entity::{grader_versions, graders};
 use serde_json::Value;
 
 use crate::error::GqlResultExt;
-use crate::graphql::{parse_id, state};
 use crate::grading::calibration::CalibrationMethod as ServiceCalibration;
+use crate::graphql::{parse_id, state};
 use crate::service::training::{
     self as service, ConfigChange as ServiceChange, EpochMetrics, EpochRecord,
     TrainingEstimate as ServiceEstimate, TrainingParams,
@@ -110,7 +110,10 @@ impl TrainingInput {
     /// The guide id and the job parameters.
     pub fn into_params(self) -> Result<(i32, TrainingParams)> {
         let guide_id = parse_id(&self.guide_id, "guide")?;
-        let grader_id = self.grader_id.map(|id| parse_id(&id, "grader")).transpose()?;
+        let grader_id = self
+            .grader_id
+            .map(|id| parse_id(&id, "grader"))
+            .transpose()?;
         let defaults = TrainingParams::default();
         let count = |v: i32| usize::try_from(v.max(0)).unwrap_or(0);
         Ok((
