@@ -44,6 +44,12 @@ impl Application {
         tokio::fs::create_dir_all(&settings.data_dir)
             .await
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+        // Temp files of uploads interrupted by a crash or kill are never referenced: remove them.
+        match crate::blobs::BlobStore::new(settings.blob_dir()).sweep_tmp() {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed temp files of interrupted uploads"),
+            Err(err) => tracing::warn!(error = %err, "could not sweep the upload temp directory"),
+        }
         let db = connect(&settings).await?;
         migration::Migrator::up(&db, None)
             .await

@@ -895,11 +895,9 @@ impl ItemModel for LlmItemModel {
 /// Most tokens one extraction reply may use (a chunk's items with their rubrics).
 const EXTRACTION_MAX_TOKENS: u32 = 1_800;
 
-/// Runs extraction jobs. The LLM client is created on the first job and shared.
+/// Runs extraction jobs with the server's shared LLM client.
 #[derive(Default)]
-pub struct ExtractionHandler {
-    client: std::sync::OnceLock<Arc<LlmClient>>,
-}
+pub struct ExtractionHandler;
 
 #[derive(Debug, Deserialize)]
 struct Params {
@@ -911,16 +909,7 @@ struct Params {
 
 impl JobHandler for ExtractionHandler {
     fn run(&self, ctx: JobContext) -> HandlerFuture {
-        let client = self
-            .client
-            .get_or_init(|| {
-                Arc::new(LlmClient::new(
-                    &ctx.state.settings.llm,
-                    ctx.state.db.clone(),
-                ))
-            })
-            .clone();
-        let model: Arc<dyn ItemModel> = Arc::new(LlmItemModel::new(client));
+        let model: Arc<dyn ItemModel> = Arc::new(LlmItemModel::new(ctx.state.llm.clone()));
         Box::pin(async move { run_extraction(ctx, Some(model)).await })
     }
 }

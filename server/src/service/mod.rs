@@ -11,7 +11,7 @@ pub fn job_handlers() -> jobs::Handlers {
     let mut handlers = jobs::Handlers::default();
     handlers.register(
         entity::enums::JobKind::Extraction,
-        guides::ExtractionHandler::default(),
+        guides::ExtractionHandler,
     );
     handlers.register(entity::enums::JobKind::Training, training::TrainingHandler);
     handlers
