@@ -52,6 +52,8 @@ async fn start_driver() -> Driver {
 }
 
 async fn browser(driver: &Driver) -> Client {
+    // Both of rustls's crypto back-ends are compiled in; without a choice it panics.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let profile = tempfile::tempdir().expect("profile dir").keep();
     let mut caps = serde_json::Map::new();
     caps.insert(
