@@ -1,48 +1,86 @@
-//! The root component: the route table.
+//! The root component: the route table, with the sign-in guard.
 
-use leptos::prelude::*;
-use leptos_router::{
-    components::{Route, Router, Routes},
-    path,
-};
+use leptos::{either::EitherOf8, prelude::*};
 
-use crate::components::guard::{RequireAuth, RequireGuest};
+use crate::api::session;
+use crate::components::{keyed::keyed, shell::TopBar};
 use crate::pages::{
     dashboard::DashboardPage, guide::GuidePage, guides::GuidesPage, not_found::NotFoundPage,
     signin::SignInPage, signup::SignUpPage, training::TrainingPage,
 };
+use crate::router;
 
-/// The whole app.
+/// Where a path leads, given whether someone is signed in.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Route {
+    SignIn,
+    SignUp,
+    Dashboard,
+    Guides,
+    Guide(String),
+    Training,
+    NotFound,
+    /// Somewhere else first: guests to `/signin`, members away from the sign-in pages.
+    Redirect(&'static str),
+}
+
+fn route(path: &str, signed_in: bool) -> Route {
+    let page = match router::segments(path).as_slice() {
+        ["signin"] => Route::SignIn,
+        ["signup"] => Route::SignUp,
+        [] => Route::Dashboard,
+        ["guides"] => Route::Guides,
+        ["guides", id] => Route::Guide((*id).to_owned()),
+        ["training"] => Route::Training,
+        _ => return Route::NotFound,
+    };
+    match (page, signed_in) {
+        (Route::SignIn | Route::SignUp, true) => Route::Redirect("/"),
+        (page @ (Route::SignIn | Route::SignUp), false) => page,
+        (_, false) => Route::Redirect("/signin"),
+        (page, true) => page,
+    }
+}
+
+fn page(route: Route) -> impl IntoView {
+    match route {
+        Route::SignIn => EitherOf8::A(view! { <SignInPage /> }),
+        Route::SignUp => EitherOf8::B(view! { <SignUpPage /> }),
+        Route::Dashboard => EitherOf8::C(view! { <DashboardPage /> }),
+        Route::Guides => EitherOf8::D(view! { <GuidesPage /> }),
+        Route::Guide(id) => EitherOf8::E(view! { <GuidePage id=id /> }),
+        Route::Training => EitherOf8::F(view! { <TrainingPage /> }),
+        Route::NotFound => EitherOf8::G(view! { <NotFoundPage /> }),
+        Route::Redirect(to) => {
+            // After this render: the new path renders its own page.
+            queue_microtask(move || router::redirect(to));
+            EitherOf8::H(())
+        }
+    }
+}
+
+/// The whole app: the header while signed in, then the page for the address.
 #[component]
 pub fn App() -> impl IntoView {
     view! {
-        <Router>
-            <Routes fallback=|| view! { <NotFoundPage /> }>
-                <Route
-                    path=path!("/")
-                    view=|| view! { <RequireAuth><DashboardPage /></RequireAuth> }
-                />
-                <Route
-                    path=path!("/guides")
-                    view=|| view! { <RequireAuth><GuidesPage /></RequireAuth> }
-                />
-                <Route
-                    path=path!("/guides/:id")
-                    view=|| view! { <RequireAuth><GuidePage /></RequireAuth> }
-                />
-                <Route
-                    path=path!("/training")
-                    view=|| view! { <RequireAuth><TrainingPage /></RequireAuth> }
-                />
-                <Route
-                    path=path!("/signin")
-                    view=|| view! { <RequireGuest><SignInPage /></RequireGuest> }
-                />
-                <Route
-                    path=path!("/signup")
-                    view=|| view! { <RequireGuest><SignUpPage /></RequireGuest> }
-                />
-            </Routes>
-        </Router>
+        {keyed(session::signed_in, |member| member.then(|| view! { <TopBar /> }))}
+        {keyed(move || route(&router::path(), session::signed_in()), page)}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guests_are_sent_to_sign_in_and_members_home() {
+        assert_eq!(route("/", false), Route::Redirect("/signin"));
+        assert_eq!(route("/guides/4", false), Route::Redirect("/signin"));
+        assert_eq!(route("/signin", false), Route::SignIn);
+        assert_eq!(route("/signup", true), Route::Redirect("/"));
+        assert_eq!(route("/guides/4", true), Route::Guide("4".to_owned()));
+        assert_eq!(route("/guides/", true), Route::Guides);
+        assert_eq!(route("/nope", false), Route::NotFound);
+        assert_eq!(route("/guides/4/x", true), Route::NotFound);
     }
 }

@@ -834,11 +834,40 @@ async fn llm_settings_are_per_user_and_the_api_key_is_write_only() {
     assert_eq!(theirs["llmSettings"]["provider"], "LLAMACPP");
     assert_eq!(theirs["llmSettings"]["hasApiKey"], false);
 
-    // The stored settings drive the user's calls.
+    // The stored settings drive the user's calls and estimates.
     let params = h.llm.params_for_user(h.user_id).await.expect("params");
     assert_eq!(
         (params.model.as_str(), params.temperature),
         ("gpt-4o-mini", 0.2)
+    );
+    const ESTIMATE: &str =
+        "{ llmEstimate(calls: 1000, promptChars: 4000, maxCompletionTokens: 100) \
+                            { calls promptTokens completionTokens costUsd } }";
+    let estimate = h
+        .app
+        .graphql(Some(&h.user.token), ESTIMATE, json!({}))
+        .await
+        .ok();
+    let cost = estimate["llmEstimate"]["costUsd"]
+        .as_f64()
+        .unwrap_or_default();
+    assert_eq!(
+        estimate["llmEstimate"]["promptTokens"], 1_000_000,
+        "4 characters per token"
+    );
+    assert_eq!(estimate["llmEstimate"]["completionTokens"], 100_000);
+    assert!(
+        (cost - 0.21).abs() < 1e-9,
+        "1M × $0.15 + 100k × $0.60 per million: {cost}"
+    );
+    let local = h
+        .app
+        .graphql(Some(&other.token), ESTIMATE, json!({}))
+        .await
+        .ok();
+    assert_eq!(
+        local["llmEstimate"]["costUsd"], 0.0,
+        "the local model is free"
     );
 
     // Bad input is refused with a reason; null goes back to the default.

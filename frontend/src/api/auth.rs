@@ -78,7 +78,9 @@ pub async fn sign_up(
             display_name,
         },
     };
-    Ok(signed_in(http::post::<SignUp>(variables).await?.at("signUp")))
+    Ok(signed_in(
+        http::post::<SignUp>(variables).await?.at("signUp"),
+    ))
 }
 
 /// Signs in and keeps the token.
@@ -86,7 +88,9 @@ pub async fn sign_in(email: String, password: String) -> Result<User, ApiError> 
     let variables = sign_in::Variables {
         input: sign_in::SignInInput { email, password },
     };
-    Ok(signed_in(http::post::<SignIn>(variables).await?.at("signIn")))
+    Ok(signed_in(
+        http::post::<SignIn>(variables).await?.at("signIn"),
+    ))
 }
 
 /// Revokes the token on the server, then forgets it here whatever the server said.
@@ -120,10 +124,15 @@ mod tests {
                 display_name: "Ms Rivera".into(),
             }
         );
-        let payload = json!({ "token": "t", "user": { "id": "7", "email": "a@b.org", "displayName": "R" } });
+        let payload =
+            json!({ "token": "t", "user": { "id": "7", "email": "a@b.org", "displayName": "R" } });
         for data in [
-            typed::<SignUp>(json!({ "signUp": payload })).at("signUp").clone(),
-            typed::<SignIn>(json!({ "signIn": payload })).at("signIn").clone(),
+            typed::<SignUp>(json!({ "signUp": payload }))
+                .at("signUp")
+                .clone(),
+            typed::<SignIn>(json!({ "signIn": payload }))
+                .at("signIn")
+                .clone(),
         ] {
             assert_eq!(data.text("token"), "t");
             assert_eq!(User::read(data.at("user")).display_name, "R");

@@ -103,7 +103,11 @@ fn read(data: &Value) -> Overview {
     let total = usage.at("total");
     Overview {
         guide_count: guides.int("totalCount"),
-        guides: guides.list("nodes").iter().map(GuideSummary::read).collect(),
+        guides: guides
+            .list("nodes")
+            .iter()
+            .map(GuideSummary::read)
+            .collect(),
         jobs: data
             .list("jobs")
             .iter()
@@ -167,7 +171,10 @@ mod tests {
         assert_eq!(overview.guide_count, 1);
         assert_eq!(overview.guides[0].title, "Bio");
         let job = &overview.jobs[0];
-        assert_eq!((job.kind, job.status), ("Item extraction", JobStatus::Succeeded));
+        assert_eq!(
+            (job.kind, job.status),
+            ("Item extraction", JobStatus::Succeeded)
+        );
         assert_eq!(job.guide_id.as_deref(), Some("9"));
         assert_eq!(overview.usage.tokens, 1234);
         assert_eq!(overview.usage.by_task[0].task, "extract_items");

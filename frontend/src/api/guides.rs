@@ -19,10 +19,10 @@ macro_rules! operation {
     ($name:ident, $path:tt) => {
         #[derive(GraphQLQuery)]
         #[graphql(
-            schema_path = "../schema.graphql",
-            query_path = $path,
-            response_derives = "Serialize"
-        )]
+                    schema_path = "../schema.graphql",
+                    query_path = $path,
+                    response_derives = "Serialize"
+                )]
         struct $name;
     };
 }
@@ -30,7 +30,10 @@ macro_rules! operation {
 operation!(Guides, "queries/guides.graphql");
 operation!(Guide, "queries/guide.graphql");
 operation!(UploadGuide, "queries/upload_guide.graphql");
-operation!(CreateGuideFromText, "queries/create_guide_from_text.graphql");
+operation!(
+    CreateGuideFromText,
+    "queries/create_guide_from_text.graphql"
+);
 operation!(RenameGuide, "queries/rename_guide.graphql");
 operation!(DeleteGuide, "queries/delete_guide.graphql");
 operation!(ReextractGuide, "queries/reextract_guide.graphql");
@@ -208,6 +211,8 @@ pub struct Item {
     pub rubric: Vec<Criterion>,
     /// Whether the teacher changed or added it.
     pub edited: bool,
+    /// Local revision, bumped by each save so the page redraws the item.
+    pub rev: u32,
 }
 
 impl Item {
@@ -227,6 +232,7 @@ impl Item {
                 })
                 .collect(),
             edited: item.flag("edited"),
+            rev: 0,
         }
     }
 }
@@ -331,7 +337,11 @@ pub async fn upload(
 }
 
 /// Creates a guide from pasted text and starts extracting its items.
-pub async fn create_from_text(title: String, text: String, how: Method) -> Result<Created, ApiError> {
+pub async fn create_from_text(
+    title: String,
+    text: String,
+    how: Method,
+) -> Result<Created, ApiError> {
     let variables = create_guide_from_text::Variables {
         title,
         text,
@@ -499,8 +509,9 @@ mod tests {
         assert_eq!(Item::read(updated.at("updateGuideItem")).id, "3");
         let uploaded = typed::<UploadGuide>(json!({ "uploadGuide": { "guide": { "id": "5" } } }));
         assert_eq!(uploaded.at("uploadGuide").at("guide").text("id"), "5");
-        let pasted =
-            typed::<CreateGuideFromText>(json!({ "createGuideFromText": { "guide": { "id": "6" } } }));
+        let pasted = typed::<CreateGuideFromText>(
+            json!({ "createGuideFromText": { "guide": { "id": "6" } } }),
+        );
         assert_eq!(pasted.at("createGuideFromText").at("guide").text("id"), "6");
         let renamed = typed::<RenameGuide>(json!({ "renameGuide": { "title": "New" } }));
         assert_eq!(renamed.at("renameGuide").text("title"), "New");
@@ -517,7 +528,10 @@ mod tests {
             assert_eq!(Method::from_key(method.key()), method);
             let generated: upload_guide::ExtractionMethod =
                 super::method(method).expect("a schema value");
-            assert_eq!(serde_json::to_value(generated).ok(), Some(json!(method.key())));
+            assert_eq!(
+                serde_json::to_value(generated).ok(),
+                Some(json!(method.key()))
+            );
         }
     }
 }

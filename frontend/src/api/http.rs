@@ -152,15 +152,24 @@ impl std::error::Error for ApiError {}
 /// Runs one operation, with `Authorization: Bearer <token>` when signed in.
 ///
 /// An `UNAUTHENTICATED` answer to a request that carried a token ends the
-/// session: the token is cleared, and the route guards go to `/signin`.
+/// session: the token is cleared, and the app goes to `/signin`.
 pub async fn post<Q: GraphQLQuery>(variables: Q::Variables) -> Result<Value, ApiError> {
+    let body =
+        serde_json::to_string(&Q::build_query(variables)).map_err(|_| ApiError::unexpected())?;
+    send(body).await
+}
+
+/// The untyped part of [`post`], shared by every operation.
+async fn send(body: String) -> Result<Value, ApiError> {
     let token = session::token();
-    let mut request = Request::post(ENDPOINT).header("Accept", "application/json");
+    let mut request = Request::post(ENDPOINT)
+        .header("Accept", "application/json")
+        .header("Content-Type", "application/json");
     if let Some(token) = &token {
         request = request.header("Authorization", &format!("Bearer {token}"));
     }
     let response = request
-        .json(&Q::build_query(variables))
+        .body(body)
         .map_err(|_| ApiError::unexpected())?
         .send()
         .await

@@ -119,7 +119,10 @@ impl JobEvent {
             seq: event.int("seq"),
             kind: event.text("kind"),
             at: event.text("at"),
-            payload: event.get_mut("payload").map(Value::take).unwrap_or_default(),
+            payload: event
+                .get_mut("payload")
+                .map(Value::take)
+                .unwrap_or_default(),
         }
     }
 
@@ -199,7 +202,7 @@ pub fn watch(
                 job_id: job_id.clone(),
                 after_seq: resume.last(),
             };
-            serde_json::to_value(JobEvents::build_query(variables)).unwrap_or_default()
+            serde_json::to_string(&JobEvents::build_query(variables)).unwrap_or_default()
         },
         move |mut data| {
             let event = JobEvent::read(data.get_mut("jobEvents").map(Value::take));
@@ -245,7 +248,11 @@ mod tests {
             at: String::new(),
         };
         assert_eq!(
-            event("progress", json!({ "progress": 0.5, "message": "parsing the guide" })).summary(),
+            event(
+                "progress",
+                json!({ "progress": 0.5, "message": "parsing the guide" })
+            )
+            .summary(),
             "parsing the guide"
         );
         assert_eq!(

@@ -1,6 +1,6 @@
 //! The signed-in session: the bearer token, kept in `localStorage` and mirrored in a signal.
 //!
-//! The signal makes the route guards reactive: clearing the token (sign-out, or
+//! The signal makes the route table reactive: clearing the token (sign-out, or
 //! an `UNAUTHENTICATED` answer) sends the user back to the sign-in page.
 
 use leptos::prelude::{ArcRwSignal, Get, GetUntracked, Set};
@@ -29,7 +29,7 @@ pub fn token() -> Option<String> {
     TOKEN.with(|token| token.get_untracked())
 }
 
-/// Whether someone is signed in; reactive, for guards and views.
+/// Whether someone is signed in; reactive, for the route table and views.
 pub fn signed_in() -> bool {
     TOKEN.with(|token| token.get().is_some())
 }
@@ -43,7 +43,7 @@ pub fn set_token(token: &str) {
     TOKEN.with(|signal| signal.set(Some(token.to_owned())));
 }
 
-/// Forgets the token; guarded pages redirect to `/signin`.
+/// Forgets the token; signed-in pages redirect to `/signin`.
 pub fn clear_token() {
     if let Some(storage) = storage() {
         let _ = storage.remove_item(TOKEN_KEY);

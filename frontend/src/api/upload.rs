@@ -33,7 +33,7 @@ impl Progress {
 
 /// The `map` part: which variable each numbered file part fills.
 fn file_map(variable: &str) -> String {
-    serde_json::json!({ "0": [format!("variables.{variable}")] }).to_string()
+    format!(r#"{{"0":["variables.{variable}"]}}"#)
 }
 
 /// Aborts the request and detaches the handlers when the caller stops waiting (for

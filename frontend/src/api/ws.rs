@@ -18,7 +18,7 @@ use leptos::prelude::{
     set_interval_with_handle, set_timeout_with_handle, ArcRwSignal, Get, IntervalHandle, Set,
     TimeoutHandle,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use wasm_bindgen::{closure::Closure, JsCast};
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
@@ -97,6 +97,15 @@ fn backoff_ms(attempt: u32, jitter: f64) -> f64 {
     base * (1.0 + 0.3 * jitter.clamp(0.0, 1.0))
 }
 
+/// `connection_init`, with the session token when signed in.
+fn init_message(token: Option<&str>) -> String {
+    let token = token
+        .and_then(|token| serde_json::to_string(token).ok())
+        .map(|quoted| format!(r#"{{"token":{quoted}}}"#))
+        .unwrap_or_else(|| "{}".to_owned());
+    format!(r#"{{"type":"connection_init","payload":{token}}}"#)
+}
+
 fn socket_url() -> Option<String> {
     let location = web_sys::window()?.location();
     let scheme = if location.protocol().ok()? == "https:" {
@@ -109,8 +118,9 @@ fn socket_url() -> Option<String> {
 
 /// What one subscription does with the stream.
 struct Handlers {
-    /// Builds the `subscribe` payload (`{query, variables}`); called on every (re)subscribe.
-    payload: Box<dyn Fn() -> Value>,
+    /// Builds the `subscribe` payload (`{query, variables}` as JSON text); called on every
+    /// (re)subscribe.
+    payload: Box<dyn Fn() -> String>,
     /// Receives each result's `data`.
     next: Box<dyn Fn(Value)>,
     /// Called once when the stream ends: `None` when the server completed it.
@@ -130,9 +140,9 @@ struct Connection {
 }
 
 impl Connection {
-    fn send(&self, message: &Value) {
+    fn send(&self, message: &str) {
         // A failed send means the socket is closing; its close handler reconnects.
-        let _ = self.socket.send_with_str(&message.to_string());
+        let _ = self.socket.send_with_str(message);
     }
 
     /// Detaches the handlers and closes the socket.
@@ -191,7 +201,7 @@ impl Drop for Subscription {
             let removed = client.subscriptions.remove(&id);
             if removed.is_some() {
                 if let Some(connection) = client.connection.as_ref().filter(|c| c.acked) {
-                    connection.send(&json!({ "id": id.to_string(), "type": "complete" }));
+                    connection.send(&format!(r#"{{"id":"{id}","type":"complete"}}"#));
                 }
             }
             close_if_unused(client);
@@ -201,11 +211,11 @@ impl Drop for Subscription {
     }
 }
 
-/// Starts a subscription. `payload` builds the `{query, variables}` to send (again after
-/// each reconnection), `next` gets each result's `data`, and `end` is called once when the
+/// Starts a subscription. `payload` builds the `{query, variables}` to send, as JSON text
+/// (again after each reconnection), `next` gets each result's `data`, and `end` is called once when the
 /// stream ends (`None`: completed by the server; `Some`: an error).
 pub fn subscribe(
-    payload: impl Fn() -> Value + 'static,
+    payload: impl Fn() -> String + 'static,
     next: impl Fn(Value) + 'static,
     end: impl Fn(Option<ApiError>) + 'static,
 ) -> Subscription {
@@ -241,8 +251,11 @@ pub fn subscribe(
     Subscription { id }
 }
 
-fn subscribe_message(id: u32, handlers: &Handlers) -> Value {
-    json!({ "id": id.to_string(), "type": "subscribe", "payload": (handlers.payload)() })
+fn subscribe_message(id: u32, handlers: &Handlers) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"subscribe","payload":{}}}"#,
+        (handlers.payload)()
+    )
 }
 
 fn close_if_unused(client: &mut Client) {
@@ -276,9 +289,7 @@ fn connect() {
 
     let init_socket = socket.clone();
     let on_open = Closure::<dyn FnMut()>::new(move || {
-        let payload = session::token().map_or(json!({}), |token| json!({ "token": token }));
-        let init = json!({ "type": "connection_init", "payload": payload });
-        let _ = init_socket.send_with_str(&init.to_string());
+        let _ = init_socket.send_with_str(&init_message(session::token().as_deref()));
     });
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         if let Some(text) = event.data().as_string() {
@@ -328,7 +339,7 @@ fn on_message(generation: u32, text: &str) {
                 client.subscriptions.clone()
             });
             // Payloads are built outside the borrow: they run caller code.
-            let messages: Vec<Value> = subscriptions
+            let messages: Vec<String> = subscriptions
                 .iter()
                 .map(|(id, handlers)| subscribe_message(*id, handlers))
                 .collect();
@@ -362,7 +373,7 @@ fn on_message(generation: u32, text: &str) {
         Incoming::Complete { id } => finish(id, None),
         Incoming::Ping => {
             with_current(generation, |connection| {
-                connection.send(&json!({ "type": "pong" }));
+                connection.send(r#"{"type":"pong"}"#);
             });
         }
         Incoming::Pong => {
@@ -409,7 +420,7 @@ fn keepalive(generation: u32) {
                 .close_with_code_and_reason(CLOSE_UNRESPONSIVE, "no pong");
         } else {
             connection.awaiting_pong = true;
-            connection.send(&json!({ "type": "ping" }));
+            connection.send(r#"{"type":"ping"}"#);
         }
     });
 }
@@ -481,6 +492,7 @@ fn schedule_reconnect() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn parses_protocol_messages() {
@@ -503,7 +515,8 @@ mod tests {
 
     #[test]
     fn reads_errors_from_both_message_shapes() {
-        let listed = json!([{ "message": "job 9 not found", "extensions": { "code": "NOT_FOUND" } }]);
+        let listed =
+            json!([{ "message": "job 9 not found", "extensions": { "code": "NOT_FOUND" } }]);
         assert_eq!(
             first_error(&listed).and_then(|e| e["message"].as_str()),
             Some("job 9 not found")
@@ -514,6 +527,24 @@ mod tests {
             Some("boom")
         );
         assert!(first_error(&json!({ "data": { "x": 1 } })).is_none());
+    }
+
+    #[test]
+    fn builds_protocol_messages() {
+        let init: Value = serde_json::from_str(&init_message(Some("a\"b"))).expect("JSON");
+        assert_eq!(init, json!({ "type": "connection_init", "payload": { "token": "a\"b" } }));
+        let anonymous: Value = serde_json::from_str(&init_message(None)).expect("JSON");
+        assert_eq!(anonymous, json!({ "type": "connection_init", "payload": {} }));
+        let handlers = Handlers {
+            payload: Box::new(|| r#"{"query":"subscription { x }"}"#.to_owned()),
+            next: Box::new(|_| {}),
+            end: Box::new(|_| {}),
+        };
+        let message: Value = serde_json::from_str(&subscribe_message(7, &handlers)).expect("JSON");
+        assert_eq!(
+            message,
+            json!({ "id": "7", "type": "subscribe", "payload": { "query": "subscription { x }" } })
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! A small status label.
+//! Small status labels.
 
 use leptos::prelude::*;
 
@@ -16,6 +16,20 @@ pub fn Badge(
     view! {
         <span class=format!("badge badge-{tone}") data-testid=testid>
             {label}
+        </span>
+    }
+}
+
+/// A badge whose label and tone change: `status` gives `(label, tone)`.
+#[component]
+pub fn LiveBadge(
+    #[prop(into)] status: Signal<(&'static str, &'static str)>,
+    /// `data-testid`.
+    testid: &'static str,
+) -> impl IntoView {
+    view! {
+        <span class=move || format!("badge badge-{}", status.get().1) data-testid=testid>
+            {move || status.get().0}
         </span>
     }
 }

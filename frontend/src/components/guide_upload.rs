@@ -1,29 +1,23 @@
 //! Adding a guide: drop a file, pick one, or paste the text; with upload progress and
 //! the server's refusal (a duplicate names the existing guide) shown in place.
 
-use leptos::{ev, prelude::*, task::spawn_local};
-use leptos_router::{components::A, hooks::use_navigate, NavigateOptions};
+use leptos::{ev, html, prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 use web_sys::{File, HtmlInputElement};
 
 use crate::api::guides::{self, Method};
 use crate::api::http::ErrorCode;
 use crate::api::ApiError;
-use crate::components::progress::ProgressBar;
+use crate::components::{form_error::FormError, format, progress::ProgressBar};
+use crate::router;
 
 /// File types the server reads.
 const ACCEPT: &str = ".pdf,.docx,.txt,.md,.markdown,application/pdf,text/plain,text/markdown,\
 application/vnd.openxmlformats-officedocument.wordprocessingml.document";
 
-/// Where an upload is.
-#[derive(Clone, Debug, PartialEq)]
-enum Stage {
-    Idle,
-    /// Bytes going up: name and fraction sent.
-    Sending(String, f64),
-    /// All sent; the server is reading the file.
-    Reading(String),
-    Failed(ApiError),
+/// The `<option>`s of an extraction-method `<select>`.
+pub fn method_options() -> impl IntoView {
+    Method::ALL.map(|m| view! { <option value=m.key()>{m.label()}</option> })
 }
 
 /// The id in a duplicate message's "(guide 12)".
@@ -40,51 +34,52 @@ fn existing_guide_id(message: &str) -> Option<String> {
 #[component]
 pub fn GuideUpload() -> impl IntoView {
     let paste_mode = RwSignal::new(false);
-    let title = RwSignal::new(String::new());
-    let text = RwSignal::new(String::new());
-    let method = RwSignal::new(Method::Auto);
-    let stage = RwSignal::new(Stage::Idle);
     let dragging = RwSignal::new(false);
-    let navigate = use_navigate();
+    // What is being sent (a file name, or "the pasted text") and the fraction sent.
+    let sending = RwSignal::new(None::<(String, f64)>);
+    let failure = RwSignal::new(None::<ApiError>);
+    let title_input = NodeRef::<html::Input>::new();
+    let method_select = NodeRef::<html::Select>::new();
 
-    let busy = move || matches!(stage.get(), Stage::Sending(..) | Stage::Reading(_));
-    let optional_title = move || Some(title.get_untracked().trim().to_owned()).filter(|t| !t.is_empty());
-
-    let open_guide = move |result: Result<guides::Created, ApiError>| match result {
-        Ok(created) => {
-            stage.set(Stage::Idle);
-            navigate(&format!("/guides/{}", created.guide_id), NavigateOptions::default());
+    let busy = move || sending.with(Option::is_some);
+    let options = move || {
+        let title = title_input
+            .get_untracked()
+            .map(|input| input.value().trim().to_owned())
+            .unwrap_or_default();
+        let method = method_select
+            .get_untracked()
+            .map_or(Method::Auto, |select| Method::from_key(&select.value()));
+        (title, method)
+    };
+    let finish = move |result: Result<guides::Created, ApiError>| {
+        sending.set(None);
+        match result {
+            Ok(created) => router::navigate(&format!("/guides/{}", created.guide_id)),
+            Err(error) => failure.set(Some(error)),
         }
-        Err(error) => stage.set(Stage::Failed(error)),
     };
 
     let send_file = {
-        let open_guide = open_guide.clone();
         move |file: File| {
             if busy() {
                 return;
             }
             let name = file.name();
-            stage.set(Stage::Sending(name.clone(), 0.0));
-            let open_guide = open_guide.clone();
+            failure.set(None);
+            sending.set(Some((name.clone(), 0.0)));
+            let (title, method) = options();
             spawn_local(async move {
-                let progress_name = name.clone();
-                let result = guides::upload(&file, optional_title(), method.get_untracked(), move |p| {
-                    // Once every byte is sent the server still has to read the file.
-                    stage.set(if p.fraction() >= 1.0 {
-                        Stage::Reading(progress_name.clone())
-                    } else {
-                        Stage::Sending(progress_name.clone(), p.fraction())
-                    });
+                let title = Some(title).filter(|t| !t.is_empty());
+                let result = guides::upload(&file, title, method, move |p| {
+                    sending.set(Some((name.clone(), p.fraction())));
                 })
                 .await;
-                open_guide(result);
+                finish(result);
             });
         }
     };
-
     let on_pick = {
-        let send_file = send_file.clone();
         move |event: ev::Event| {
             let Some(input) = event
                 .target()
@@ -114,23 +109,22 @@ pub fn GuideUpload() -> impl IntoView {
         event.prevent_default();
         dragging.set(true);
     };
-
-    let on_paste_submit = move |event: ev::SubmitEvent| {
+    let on_paste = move |event: ev::SubmitEvent| {
         event.prevent_default();
         if busy() {
             return;
         }
-        let (title, text) = (title.get_untracked(), text.get_untracked());
-        stage.set(Stage::Reading("the pasted text".to_owned()));
-        let open_guide = open_guide.clone();
+        let text = event
+            .target()
+            .and_then(|target| target.dyn_into::<web_sys::HtmlFormElement>().ok())
+            .and_then(|form| web_sys::FormData::new_with_form(&form).ok())
+            .and_then(|data| data.get("text").as_string())
+            .unwrap_or_default();
+        let (title, method) = options();
+        failure.set(None);
+        sending.set(Some(("the pasted text".to_owned(), 1.0)));
         spawn_local(async move {
-            let result = guides::create_from_text(
-                title.trim().to_owned(),
-                text,
-                method.get_untracked(),
-            )
-            .await;
-            open_guide(result);
+            finish(guides::create_from_text(title, text, method).await);
         });
     };
 
@@ -143,66 +137,49 @@ pub fn GuideUpload() -> impl IntoView {
                 aria-selected=move || (paste_mode.get() == paste).to_string()
                 aria-controls="add-guide-panel"
                 data-testid=testid
-                on:click=move |_| {
-                    paste_mode.set(paste);
-                    if !busy() {
-                        stage.set(Stage::Idle);
-                    }
-                }
+                on:click=move |_| paste_mode.set(paste)
             >
                 {label}
             </button>
         }
     };
-
-    let status = move || match stage.get() {
-        Stage::Idle => None,
-        Stage::Sending(name, fraction) => Some(
-            view! {
-                <div class="upload-status" aria-live="polite">
-                    <p>{format!("Uploading {name}… {}%", (fraction * 100.0).round())}</p>
-                    <ProgressBar value=fraction label="Upload progress" testid="upload-progress" />
-                </div>
-            }
-            .into_any(),
-        ),
-        Stage::Reading(name) => Some(
-            view! {
-                <div class="upload-status" aria-live="polite">
-                    <p>{format!("Reading {name}…")}</p>
-                    <ProgressBar value=1.0 label="Upload progress" testid="upload-progress" />
-                </div>
-            }
-            .into_any(),
-        ),
-        Stage::Failed(error) if error.code == ErrorCode::Duplicate => {
-            let existing = existing_guide_id(&error.message);
-            Some(
+    let status_text = move || {
+        sending
+            .get()
+            .map(|(name, fraction)| {
+                if fraction < 1.0 {
+                    format!("Uploading {name}… {}%", format::percent(fraction))
+                } else {
+                    format!("Reading {name}…")
+                }
+            })
+            .unwrap_or_default()
+    };
+    let duplicate = move || {
+        failure
+            .get()
+            .filter(|error| error.code == ErrorCode::Duplicate)
+            .map(|error| {
+                let existing = existing_guide_id(&error.message);
                 view! {
                     <div class="notice notice-warn" role="alert" data-testid="duplicate-error">
                         <p class="notice-title">"You already have this guide"</p>
                         <p>{error.message}</p>
-                        {existing.map(|id| {
-                            view! {
-                                <A href=format!("/guides/{id}") attr:data-testid="duplicate-link">
-                                    "Open the existing guide"
-                                </A>
-                            }
+                        {existing.map(|id| view! {
+                            <a href=format!("/guides/{id}") data-testid="duplicate-link">
+                                "Open the existing guide"
+                            </a>
                         })}
                     </div>
                 }
-                .into_any(),
-            )
-        }
-        Stage::Failed(error) => Some(
-            view! {
-                <p class="form-error" role="alert" data-testid="upload-error">
-                    {error.message}
-                </p>
-            }
-            .into_any(),
-        ),
+            })
     };
+    let other_error = Signal::derive(move || {
+        failure
+            .get()
+            .filter(|error| error.code != ErrorCode::Duplicate)
+            .map(|error| error.message)
+    });
 
     view! {
         <section class="card" data-testid="guide-upload" aria-labelledby="add-guide-title">
@@ -214,102 +191,76 @@ pub fn GuideUpload() -> impl IntoView {
             <div id="add-guide-panel" role="tabpanel" class="form">
                 <div class="field-row">
                     <div class="field">
-                        <label for="guide-title">
-                            {move || if paste_mode.get() { "Title" } else { "Title (optional)" }}
-                        </label>
-                        <input
-                            id="guide-title"
-                            type="text"
-                            maxlength="200"
-                            required=paste_mode
-                            form="paste-form"
-                            placeholder=move || {
-                                if paste_mode.get() { "" } else { "Taken from the guide when left empty" }
-                            }
-                            bind:value=title
-                        />
+                        <label for="guide-title">"Title (optional when uploading a file)"</label>
+                        <input id="guide-title" type="text" maxlength="200" node_ref=title_input />
                     </div>
                     <div class="field">
                         <label for="guide-method">"Item extraction"</label>
-                        <select
-                            id="guide-method"
-                            data-testid="method"
-                            on:change=move |event| method.set(Method::from_key(&event_target_value(&event)))
-                        >
-                            {Method::ALL
-                                .map(|m| {
-                                    view! {
-                                        <option value=m.key() selected=move || method.get() == m>
-                                            {m.label()}
-                                        </option>
-                                    }
-                                })}
+                        <select id="guide-method" data-testid="method" node_ref=method_select>
+                            {method_options()}
                         </select>
                     </div>
                 </div>
-                <Show
-                    when=move || paste_mode.get()
-                    fallback=move || {
-                        view! {
-                            <div
-                                class="dropzone"
-                                class:dragging=dragging
-                                data-testid="dropzone"
-                                on:dragenter=on_drag_over
-                                on:dragover=on_drag_over
-                                on:dragleave=move |_| dragging.set(false)
-                                on:drop=on_drop.clone()
-                            >
-                                <svg viewBox="0 0 24 24" width="36" height="36" aria-hidden="true">
-                                    <path
-                                        d="M12 16V4m0 0l-4.5 4.5M12 4l4.5 4.5M4 15v3a2 2 0 002 2h12a2 2 0 002-2v-3"
-                                        fill="none"
-                                        stroke="currentColor"
-                                        stroke-width="1.8"
-                                        stroke-linecap="round"
-                                        stroke-linejoin="round"
-                                    />
-                                </svg>
-                                <p class="dropzone-title">"Drag and drop a marking guide here"</p>
-                                <p class="hint">"PDF, DOCX, TXT or Markdown"</p>
-                                <label for="guide-file" class="button primary file-button">
-                                    "Choose a file"
-                                </label>
-                                <input
-                                    id="guide-file"
-                                    class="visually-hidden"
-                                    type="file"
-                                    accept=ACCEPT
-                                    data-testid="file-input"
-                                    disabled=busy
-                                    on:change=on_pick.clone()
-                                />
-                            </div>
-                        }
-                    }
+                <div
+                    class="dropzone"
+                    class:dragging=dragging
+                    data-testid="dropzone"
+                    hidden=paste_mode
+                    on:dragenter=on_drag_over
+                    on:dragover=on_drag_over
+                    on:dragleave=move |_| dragging.set(false)
+                    on:drop=on_drop
                 >
-                    <form id="paste-form" class="form" on:submit=on_paste_submit.clone()>
-                        <div class="field">
-                            <label for="guide-text">"Guide text"</label>
-                            <textarea
-                                id="guide-text"
-                                rows="10"
-                                required=true
-                                placeholder="Question 1 … [5 marks]"
-                                bind:value=text
-                            ></textarea>
-                        </div>
-                        <button
-                            type="submit"
-                            class="button primary"
-                            data-testid="paste-submit"
-                            disabled=busy
-                        >
-                            "Create guide"
-                        </button>
-                    </form>
-                </Show>
-                {status}
+                    <svg viewBox="0 0 24 24" width="36" height="36" aria-hidden="true">
+                        <path
+                            d="M12 16V4m0 0l-4.5 4.5M12 4l4.5 4.5M4 15v3a2 2 0 002 2h12a2 2 0 002-2v-3"
+                            fill="none"
+                            stroke="currentColor"
+                            stroke-width="1.8"
+                            stroke-linecap="round"
+                            stroke-linejoin="round"
+                        />
+                    </svg>
+                    <p class="dropzone-title">"Drag and drop a marking guide here"</p>
+                    <p class="hint">"PDF, DOCX, TXT or Markdown"</p>
+                    <label for="guide-file" class="button primary file-button">
+                        "Choose a file"
+                    </label>
+                    <input
+                        id="guide-file"
+                        class="visually-hidden"
+                        type="file"
+                        accept=ACCEPT
+                        data-testid="file-input"
+                        disabled=busy
+                        on:change=on_pick
+                    />
+                </div>
+                <form class="form" hidden=move || !paste_mode.get() on:submit=on_paste>
+                    <div class="field">
+                        <label for="guide-text">"Guide text"</label>
+                        <textarea
+                            id="guide-text"
+                            name="text"
+                            rows="10"
+                            required=true
+                            placeholder="Question 1 … [5 marks]"
+                        ></textarea>
+                    </div>
+                    <button type="submit" class="button primary" data-testid="paste-submit" disabled=busy>
+                        "Create guide"
+                    </button>
+                </form>
+                <div class="upload-status" aria-live="polite" hidden=move || !busy()>
+                    <p data-testid="upload-status">{status_text}</p>
+                    <ProgressBar
+                        value=Signal::derive(move || sending.get().map_or(0.0, |(_, f)| f))
+                        label="Upload progress"
+                        testid="upload-progress"
+                    />
+                </div>
+                {duplicate}
+                <FormError message=other_error testid="upload-error" />
             </div>
         </section>
     }
@@ -321,7 +272,8 @@ mod tests {
 
     #[test]
     fn finds_the_existing_guide_in_a_duplicate_message() {
-        let message = "This guide was already uploaded as “Biology (mock)” on 2026-05-30 (guide 12).";
+        let message =
+            "This guide was already uploaded as “Biology (mock)” on 2026-05-30 (guide 12).";
         assert_eq!(existing_guide_id(message), Some("12".to_owned()));
         assert_eq!(existing_guide_id("This guide was already uploaded."), None);
     }

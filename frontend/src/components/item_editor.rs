@@ -1,23 +1,24 @@
 //! A guide's items: read, edit in place (label, question, model answer, maximum marks,
 //! rubric criteria), add, delete and reorder.
+//!
+//! Written with the wasm budget in mind: one form at a time, forms read their fields
+//! from the DOM on submit instead of binding a signal per input, and the buttons of the
+//! list share one click handler (`data-act` says what a button does).
 
-use leptos::{ev, html, prelude::*, task::spawn_local};
+use leptos::{ev, prelude::*, task::spawn_local};
+use wasm_bindgen::JsCast;
+use web_sys::{Element, FormData, HtmlElement, HtmlFormElement};
 
 use crate::api::guides::{self, Criterion, Item};
-use crate::components::{badge::Badge, format};
+use crate::components::{badge::Badge, form_error::FormError, format};
 
-/// One editable rubric row; `key` keeps rows apart while they are added and removed.
-#[derive(Clone, Copy)]
-struct Row {
-    key: u32,
-    description: RwSignal<String>,
-    marks: RwSignal<String>,
-}
+/// `editing` value while the new-item form is open.
+const NEW: &str = "";
 
 /// Parses a marks field: a finite, non-negative number.
 fn parse_marks(text: &str, what: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+    match format::parse_number(text) {
+        Some(value) if value >= 0.0 => Ok(value),
         _ => Err(format!("{what} must be a number of marks, 0 or more.")),
     }
 }
@@ -61,181 +62,167 @@ fn read_form(
         max_marks,
         rubric,
         edited: true,
+        rev: 0,
     })
 }
 
-/// The item form, for a new item and for editing one.
+/// Focuses the first element matching `selector`, once it is in the page.
+fn focus(selector: String) {
+    request_animation_frame(move || {
+        let element = document()
+            .query_selector(&selector)
+            .ok()
+            .flatten()
+            .and_then(|element| element.dyn_into::<HtmlElement>().ok());
+        if let Some(element) = element {
+            let _ = element.focus();
+        }
+    });
+}
+
+/// The item form, for a new item (`item.id` empty) and for editing one.
 #[component]
 fn ItemForm(
-    /// Starting values (`id` is empty for a new item).
-    initial: Item,
-    /// Prefix of the inputs' ids, unique on the page.
-    prefix: String,
-    /// The submit button's text.
-    submit_label: &'static str,
-    /// Whether a save is under way.
-    #[prop(into)]
-    saving: Signal<bool>,
-    /// The server's refusal, if any.
-    #[prop(into)]
-    error: Signal<Option<String>>,
-    /// Called with the validated item.
-    #[prop(into)]
-    on_submit: Callback<Item>,
-    /// Called on "Cancel".
-    #[prop(into)]
-    on_cancel: Callback<()>,
+    item: Item,
+    saving: RwSignal<bool>,
+    error: RwSignal<Option<String>>,
+    #[prop(into)] on_submit: Callback<Item>,
 ) -> impl IntoView {
-    let label = RwSignal::new(initial.label.clone());
-    let question = RwSignal::new(initial.question.clone());
-    let answer = RwSignal::new(initial.model_answer.clone());
-    let max_marks = RwSignal::new(if initial.id.is_empty() && initial.max_marks == 0.0 {
+    let prefix = if item.id.is_empty() {
+        "new-item".to_owned()
+    } else {
+        format!("item-{}", item.id)
+    };
+    let marks = if item.id.is_empty() {
         String::new()
     } else {
-        format::marks(initial.max_marks)
-    });
-    let next_key = StoredValue::new(0u32);
-    let new_row = move |description: String, marks: String| {
-        let key = next_key.get_value();
-        next_key.set_value(key + 1);
-        Row {
-            key,
-            description: RwSignal::new(description),
-            marks: RwSignal::new(marks),
-        }
+        format::marks(item.max_marks)
     };
+    // Criterion rows: (key, description, marks) as first shown; the inputs hold edits.
     let rows = RwSignal::new(
-        initial
-            .rubric
+        item.rubric
             .iter()
-            .map(|c| new_row(c.description.clone(), format::marks(c.marks)))
+            .enumerate()
+            .map(|(key, c)| (key, c.description.clone(), format::marks(c.marks)))
             .collect::<Vec<_>>(),
     );
-    let invalid = RwSignal::new(None::<String>);
-    let first_input = NodeRef::<html::Input>::new();
-    Effect::new(move || {
-        if let Some(input) = first_input.get() {
-            let _ = input.focus();
-        }
-    });
-
-    let id = initial.id.clone();
+    let id = item.id.clone();
     let submit = move |event: ev::SubmitEvent| {
         event.prevent_default();
-        let criteria: Vec<(String, String)> = rows
-            .get_untracked()
-            .iter()
-            .map(|row| (row.description.get_untracked(), row.marks.get_untracked()))
-            .collect();
+        let Some(data) = event
+            .target()
+            .and_then(|target| target.dyn_into::<HtmlFormElement>().ok())
+            .and_then(|form| FormData::new_with_form(&form).ok())
+        else {
+            return;
+        };
+        let field = |name: &str| data.get(name).as_string().unwrap_or_default();
+        let all = |name: &str| {
+            data.get_all(name)
+                .iter()
+                .map(|value| value.as_string().unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        let criteria: Vec<_> = all("c-desc").into_iter().zip(all("c-marks")).collect();
         match read_form(
             id.clone(),
-            &label.get_untracked(),
-            &question.get_untracked(),
-            &answer.get_untracked(),
-            &max_marks.get_untracked(),
+            &field("label"),
+            &field("question"),
+            &field("answer"),
+            &field("marks"),
             &criteria,
         ) {
-            Ok(item) => {
-                invalid.set(None);
-                on_submit.run(item);
-            }
-            Err(message) => invalid.set(Some(message)),
+            Ok(item) => on_submit.run(item),
+            Err(message) => error.set(Some(message)),
         }
     };
     let field_id = move |name: &str| format!("{prefix}-{name}");
-    let message = move || invalid.get().or_else(|| error.get());
 
     view! {
-        <form class="item-form" on:submit=submit data-testid="item-form">
+        <form class="item-form" data-testid="item-form" on:submit=submit>
             <div class="field-row">
                 <div class="field narrow">
                     <label for=field_id("label")>"Label"</label>
-                    <input
-                        id=field_id("label")
-                        type="text"
-                        data-testid="edit-label"
-                        node_ref=first_input
-                        bind:value=label
-                    />
+                    <input id=field_id("label") name="label" type="text" value=item.label data-testid="edit-label" />
                 </div>
                 <div class="field narrow">
                     <label for=field_id("marks")>"Maximum marks"</label>
                     <input
                         id=field_id("marks")
+                        name="marks"
                         type="number"
                         min="0"
                         step="any"
-                        inputmode="decimal"
+                        value=marks
                         data-testid="edit-marks"
-                        bind:value=max_marks
                     />
                 </div>
             </div>
             <div class="field">
                 <label for=field_id("question")>"Question"</label>
-                <textarea id=field_id("question") rows="3" data-testid="edit-question" bind:value=question></textarea>
+                <textarea id=field_id("question") name="question" rows="3" data-testid="edit-question">
+                    {item.question}
+                </textarea>
             </div>
             <div class="field">
                 <label for=field_id("answer")>"Model answer"</label>
-                <textarea id=field_id("answer") rows="3" data-testid="edit-answer" bind:value=answer></textarea>
+                <textarea id=field_id("answer") name="answer" rows="3" data-testid="edit-answer">
+                    {item.model_answer}
+                </textarea>
             </div>
             <fieldset class="rubric-edit">
                 <legend>"Rubric criteria"</legend>
-                <For each=move || rows.get() key=|row| row.key let:row>
-                    {
-                        let number = move || {
-                            rows.with(|all| all.iter().position(|r| r.key == row.key).unwrap_or(0) + 1)
-                        };
-                        view! {
-                            <div class="criterion-row" data-testid="criterion-row">
-                                <input
-                                    type="text"
-                                    aria-label=move || format!("Criterion {} description", number())
-                                    placeholder="What earns the marks"
-                                    data-testid="criterion-description"
-                                    bind:value=row.description
-                                />
-                                <input
-                                    type="number"
-                                    min="0"
-                                    step="any"
-                                    class="criterion-marks"
-                                    aria-label=move || format!("Criterion {} marks", number())
-                                    placeholder="Marks"
-                                    data-testid="criterion-marks"
-                                    bind:value=row.marks
-                                />
-                                <button
-                                    type="button"
-                                    class="button subtle"
-                                    aria-label=move || format!("Remove criterion {}", number())
-                                    data-testid="remove-criterion"
-                                    on:click=move |_| rows.update(|all| all.retain(|r| r.key != row.key))
-                                >
-                                    "Remove"
-                                </button>
-                            </div>
-                        }
-                    }
+                <For each=move || rows.get() key=|row| row.0 let:row>
+                    <div class="criterion-row" data-testid="criterion-row">
+                        <input
+                            name="c-desc"
+                            type="text"
+                            aria-label="Criterion"
+                            placeholder="What earns the marks"
+                            value=row.1
+                            data-testid="criterion-description"
+                        />
+                        <input
+                            name="c-marks"
+                            type="number"
+                            min="0"
+                            step="any"
+                            class="criterion-marks"
+                            aria-label="Criterion marks"
+                            placeholder="Marks"
+                            value=row.2
+                            data-testid="criterion-marks"
+                        />
+                        <button
+                            type="button"
+                            class="button subtle"
+                            data-testid="remove-criterion"
+                            on:click=move |_| rows.update(|all| all.retain(|r| r.0 != row.0))
+                        >
+                            "Remove"
+                        </button>
+                    </div>
                 </For>
                 <button
                     type="button"
                     class="button subtle"
                     data-testid="add-criterion"
                     on:click=move |_| {
-                        let row = new_row(String::new(), String::new());
-                        rows.update(|all| all.push(row));
+                        rows.update(|all| {
+                            let key = all.iter().map(|r| r.0 + 1).max().unwrap_or(0);
+                            all.push((key, String::new(), String::new()));
+                        })
                     }
                 >
                     "Add criterion"
                 </button>
             </fieldset>
-            {move || message().map(|text| view! { <p class="form-error" role="alert" data-testid="item-error">{text}</p> })}
+            <FormError message=error testid="item-error" />
             <div class="actions">
                 <button type="submit" class="button primary" data-testid="save-item" disabled=saving>
-                    {move || if saving.get() { "Saving…" } else { submit_label }}
+                    "Save"
                 </button>
-                <button type="button" class="button subtle" data-testid="cancel-edit" on:click=move |_| on_cancel.run(())>
+                <button type="button" class="button subtle" data-act="cancel" data-testid="cancel-edit">
                     "Cancel"
                 </button>
             </div>
@@ -243,227 +230,38 @@ fn ItemForm(
     }
 }
 
-/// One item: shown, or edited in place.
-#[component]
-fn ItemCard(
-    item: Item,
-    /// The page's list, for position and reordering.
-    items: RwSignal<Vec<Item>>,
-    /// Moves the item by -1 or +1.
-    #[prop(into)]
-    on_move: Callback<(String, isize)>,
-) -> impl IntoView {
-    let id = item.id.clone();
-    let current = RwSignal::new(item);
-    let editing = RwSignal::new(false);
-    let saving = RwSignal::new(false);
-    let confirming = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
-    let edit_button = NodeRef::<html::Button>::new();
-
-    let position = {
-        let id = id.clone();
-        move || items.with(|all| all.iter().position(|i| i.id == id))
-    };
-    let count = move || items.with(Vec::len);
-    let at_top = {
-        let position = position.clone();
-        move || position() == Some(0)
-    };
-    let at_bottom = {
-        let position = position.clone();
-        move || position().map(|p| p + 1) == Some(count())
-    };
-
-    let refocus_edit = move || {
-        request_animation_frame(move || {
-            if let Some(button) = edit_button.get_untracked() {
-                let _ = button.focus();
-            }
-        });
-    };
-    let save = move |item: Item| {
-        saving.set(true);
-        spawn_local(async move {
-            match guides::update_item(item).await {
-                Ok(saved) => {
-                    error.set(None);
-                    items.update(|all| {
-                        if let Some(slot) = all.iter_mut().find(|i| i.id == saved.id) {
-                            *slot = saved.clone();
-                        }
-                    });
-                    current.set(saved);
-                    editing.set(false);
-                    refocus_edit();
-                }
-                Err(err) => error.set(Some(err.message)),
-            }
-            saving.set(false);
-        });
-    };
-    let delete = {
-        let id = id.clone();
-        move |_| {
-            let id = id.clone();
-            saving.set(true);
-            spawn_local(async move {
-                match guides::delete_item(id.clone()).await {
-                    Ok(()) => items.update(|all| all.retain(|i| i.id != id)),
-                    Err(err) => {
-                        error.set(Some(err.message));
-                        saving.set(false);
-                        confirming.set(false);
-                    }
-                }
-            });
-        }
-    };
-    let (up_id, down_id) = (id.clone(), id.clone());
-
-    let shown = move || {
-        let item = current.get();
-        let marks = format::marks(item.max_marks);
-        view! {
-            <div class="item-head">
-                <h3 class="item-label" data-testid="item-label">{item.label.clone()}</h3>
-                <span class="item-marks" data-testid="item-marks">
-                    {format!("{marks} {}", if item.max_marks == 1.0 { "mark" } else { "marks" })}
-                </span>
-                {item.edited.then(|| view! { <Badge label="Edited" tone="neutral" /> })}
-            </div>
-            <p class="item-question" data-testid="item-question">{item.question.clone()}</p>
-            {(!item.model_answer.is_empty()).then(|| view! {
-                <div class="item-answer">
-                    <span class="item-caption">"Model answer"</span>
-                    <p data-testid="item-answer">{item.model_answer.clone()}</p>
-                </div>
-            })}
-            {(!item.rubric.is_empty()).then(|| view! {
-                <ul class="rubric" data-testid="item-rubric" aria-label="Rubric">
-                    {item.rubric.iter().map(|c| view! {
-                        <li>
-                            <span>{c.description.clone()}</span>
-                            <span class="rubric-marks">{format::marks(c.marks)}</span>
-                        </li>
-                    }).collect_view()}
-                </ul>
-            })}
-        }
-    };
-
-    view! {
-        <li class="item" data-testid="item" data-item-id=id.clone()>
-            <Show
-                when=move || editing.get()
-                fallback=move || {
-                    let delete = delete.clone();
-                    let (up_id, down_id) = (up_id.clone(), down_id.clone());
-                    let (at_top, at_bottom) = (at_top.clone(), at_bottom.clone());
-                    view! {
-                        {shown}
-                        {move || error.get().map(|text| view! { <p class="form-error" role="alert" data-testid="item-error">{text}</p> })}
-                        <div class="item-actions">
-                            <button
-                                type="button"
-                                class="button subtle"
-                                data-testid="edit-item"
-                                node_ref=edit_button
-                                on:click=move |_| {
-                                    error.set(None);
-                                    editing.set(true);
-                                }
-                            >
-                                "Edit"
-                            </button>
-                            <button
-                                type="button"
-                                class="button subtle"
-                                data-testid="move-up"
-                                aria-label=move || format!("Move {} up", current.with(|i| i.label.clone()))
-                                disabled=at_top.clone()
-                                on:click={
-                                    let id = up_id.clone();
-                                    move |_| on_move.run((id.clone(), -1))
-                                }
-                            >
-                                "↑"
-                            </button>
-                            <button
-                                type="button"
-                                class="button subtle"
-                                data-testid="move-down"
-                                aria-label=move || format!("Move {} down", current.with(|i| i.label.clone()))
-                                disabled=at_bottom.clone()
-                                on:click={
-                                    let id = down_id.clone();
-                                    move |_| on_move.run((id.clone(), 1))
-                                }
-                            >
-                                "↓"
-                            </button>
-                            <span class="spacer"></span>
-                            <Show
-                                when=move || confirming.get()
-                                fallback=move || view! {
-                                    <button
-                                        type="button"
-                                        class="button subtle danger"
-                                        data-testid="delete-item"
-                                        on:click=move |_| confirming.set(true)
-                                    >
-                                        "Delete"
-                                    </button>
-                                }
-                            >
-                                <span class="confirm" role="group" aria-label="Confirm deletion">
-                                    "Delete this item?"
-                                    <button
-                                        type="button"
-                                        class="button danger"
-                                        data-testid="confirm-delete-item"
-                                        disabled=saving
-                                        on:click=delete.clone()
-                                    >
-                                        "Delete"
-                                    </button>
-                                    <button type="button" class="button subtle" on:click=move |_| confirming.set(false)>
-                                        "Keep"
-                                    </button>
-                                </span>
-                            </Show>
-                        </div>
-                    }
-                }
-            >
-                <ItemForm
-                    initial=current.get_untracked()
-                    prefix=format!("item-{}", current.with_untracked(|i| i.id.clone()))
-                    submit_label="Save"
-                    saving=saving
-                    error=error
-                    on_submit=save
-                    on_cancel=move |()| {
-                        error.set(None);
-                        editing.set(false);
-                        refocus_edit();
-                    }
-                />
-            </Show>
-        </li>
-    }
-}
-
-/// Items of guide `guide_id`: the list, reordering, and adding.
+/// Items of guide `guide_id`: the list, reordering, editing and adding.
 #[component]
 pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoView {
-    let error = RwSignal::new(None::<String>);
-    let adding = RwSignal::new(false);
-    let add_saving = RwSignal::new(false);
-    let add_error = RwSignal::new(None::<String>);
+    // The item whose form is open (`NEW` for the new-item form), and the one asking
+    // "delete?".
+    let editing = RwSignal::new(None::<String>);
+    let confirming = RwSignal::new(None::<String>);
+    let saving = RwSignal::new(false);
+    let form_error = RwSignal::new(None::<String>);
+    let list_error = RwSignal::new(None::<String>);
+
+    let open = move |id: String| {
+        form_error.set(None);
+        confirming.set(None);
+        focus(if id.is_empty() {
+            "#new-item-label".to_owned()
+        } else {
+            format!("#item-{id}-label")
+        });
+        editing.set(Some(id));
+    };
+    let close = move || {
+        let back = match editing.get_untracked() {
+            Some(id) if !id.is_empty() => format!("[data-act=edit][data-id=\"{id}\"]"),
+            _ => "[data-act=new]".to_owned(),
+        };
+        editing.set(None);
+        focus(back);
+    };
 
     let reorder_guide = guide_id.clone();
-    let on_move = move |(id, step): (String, isize)| {
+    let move_item = move |id: String, step: isize| {
         let before = items.get_untracked();
         let Some(from) = before.iter().position(|i| i.id == id) else {
             return;
@@ -479,86 +277,222 @@ pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoVie
         let guide = reorder_guide.clone();
         spawn_local(async move {
             match guides::reorder(guide, ids).await {
-                Ok(()) => error.set(None),
+                Ok(()) => list_error.set(None),
                 Err(err) => {
                     items.set(before);
-                    error.set(Some(err.message));
+                    list_error.set(Some(err.message));
                 }
             }
         });
     };
-    let on_move = Callback::new(on_move);
-
-    let add = move |item: Item| {
-        add_saving.set(true);
+    let delete = move |id: String| {
+        spawn_local(async move {
+            match guides::delete_item(id.clone()).await {
+                Ok(()) => {
+                    list_error.set(None);
+                    items.update(|all| all.retain(|i| i.id != id));
+                }
+                Err(err) => list_error.set(Some(err.message)),
+            }
+            confirming.set(None);
+        });
+    };
+    let save = move |item: Item| {
+        saving.set(true);
         let guide = guide_id.clone();
         spawn_local(async move {
-            match guides::add_item(guide, item).await {
+            let result = if item.id.is_empty() {
+                guides::add_item(guide, item).await
+            } else {
+                guides::update_item(item).await
+            };
+            match result {
                 Ok(saved) => {
-                    add_error.set(None);
-                    items.update(|all| all.push(saved));
-                    adding.set(false);
+                    form_error.set(None);
+                    items.update(|all| match all.iter_mut().find(|i| i.id == saved.id) {
+                        // A new `rev` rebuilds the item's card with the saved values.
+                        Some(slot) => {
+                            *slot = Item {
+                                rev: slot.rev + 1,
+                                ..saved
+                            }
+                        }
+                        None => all.push(saved),
+                    });
+                    close();
                 }
-                Err(err) => add_error.set(Some(err.message)),
+                Err(err) => form_error.set(Some(err.message)),
             }
-            add_saving.set(false);
+            saving.set(false);
         });
     };
-    let total = move || items.with(|all| all.iter().map(|i| i.max_marks).sum::<f64>());
+    let save = Callback::new(save);
+
+    // One handler for every button of the list (see the module comment).
+    let on_click = move |event: ev::MouseEvent| {
+        let Some(button) = event
+            .target()
+            .and_then(|target| target.dyn_into::<Element>().ok())
+            .and_then(|element| element.closest("button[data-act]").ok().flatten())
+        else {
+            return;
+        };
+        let id = button.get_attribute("data-id").unwrap_or_default();
+        match button.get_attribute("data-act").as_deref() {
+            Some("edit") => open(id),
+            Some("new") => open(NEW.to_owned()),
+            Some("cancel") => close(),
+            Some("up") => move_item(id, -1),
+            Some("down") => move_item(id, 1),
+            Some("delete") => confirming.set(Some(id)),
+            Some("keep") => confirming.set(None),
+            Some("confirm-delete") => delete(id),
+            _ => {}
+        }
+    };
+
+    let summary = move || {
+        items.with(|all| {
+            format!(
+                "{} · {} marks in all",
+                format::plural(all.len() as i64, "item", "items"),
+                format::marks(all.iter().map(|i| i.max_marks).sum()),
+            )
+        })
+    };
+    let card = move |item: Item| {
+        let id = item.id.clone();
+        let (edit_id, confirm_id, delete_id, up_id, down_id, form_id) = (
+            id.clone(),
+            id.clone(),
+            id.clone(),
+            id.clone(),
+            id.clone(),
+            id.clone(),
+        );
+        let marks = format!(
+            "{} {}",
+            format::marks(item.max_marks),
+            if item.max_marks == 1.0 {
+                "mark"
+            } else {
+                "marks"
+            }
+        );
+        let form_item = item.clone();
+        view! {
+            <li class="item" data-testid="item" data-item-id=id.clone() data-label=item.label.clone()>
+                <div class="item-view" hidden=move || editing.with(|e| e.as_ref() == Some(&edit_id))>
+                    <div class="item-head">
+                        <h3 class="item-label" data-testid="item-label">{item.label.clone()}</h3>
+                        <span class="item-marks" data-testid="item-marks">{marks}</span>
+                        {item.edited.then(|| view! { <Badge label="Edited" tone="neutral" /> })}
+                    </div>
+                    <p class="item-question" data-testid="item-question">{item.question}</p>
+                    {(!item.model_answer.is_empty()).then(|| view! {
+                        <div class="item-answer">
+                            <span class="item-caption">"Model answer"</span>
+                            <p data-testid="item-answer">{item.model_answer}</p>
+                        </div>
+                    })}
+                    {(!item.rubric.is_empty()).then(|| view! {
+                        <ul class="rubric" data-testid="item-rubric" aria-label="Rubric">
+                            {item.rubric.into_iter().map(|c| view! {
+                                <li>
+                                    <span>{c.description}</span>
+                                    <span class="rubric-marks">{format::marks(c.marks)}</span>
+                                </li>
+                            }).collect_view()}
+                        </ul>
+                    })}
+                    <div class="item-actions">
+                        <button type="button" class="button subtle" data-act="edit" data-id=id.clone() data-testid="edit-item">
+                            "Edit"
+                        </button>
+                        <button
+                            type="button"
+                            class="button subtle"
+                            data-act="up"
+                            data-id=id.clone()
+                            data-testid="move-up"
+                            aria-label=format!("Move {} up", item.label)
+                            disabled=move || items.with(|all| all.first().is_some_and(|i| i.id == up_id))
+                        >
+                            "↑"
+                        </button>
+                        <button
+                            type="button"
+                            class="button subtle"
+                            data-act="down"
+                            data-id=id.clone()
+                            data-testid="move-down"
+                            aria-label=format!("Move {} down", item.label)
+                            disabled=move || items.with(|all| all.last().is_some_and(|i| i.id == down_id))
+                        >
+                            "↓"
+                        </button>
+                        <span class="spacer"></span>
+                        <span class="confirm" hidden=move || confirming.with(|c| c.as_ref() != Some(&confirm_id))>
+                            "Delete this item?"
+                            <button type="button" class="button danger" data-act="confirm-delete" data-id=id.clone() data-testid="confirm-delete-item">
+                                "Delete"
+                            </button>
+                            <button type="button" class="button subtle" data-act="keep">
+                                "Keep"
+                            </button>
+                        </span>
+                        <button
+                            type="button"
+                            class="button subtle danger"
+                            data-act="delete"
+                            data-id=id.clone()
+                            data-testid="delete-item"
+                            hidden=move || confirming.with(|c| c.as_ref() == Some(&delete_id))
+                        >
+                            "Delete"
+                        </button>
+                    </div>
+                </div>
+                {move || {
+                    (editing.with(|e| e.as_ref() == Some(&form_id))).then(|| view! {
+                        <ItemForm item=form_item.clone() saving=saving error=form_error on_submit=save />
+                    })
+                }}
+            </li>
+        }
+    };
 
     view! {
-        <section class="items-section" data-testid="items" aria-labelledby="items-title">
+        <section class="items-section" data-testid="items" aria-labelledby="items-title" on:click=on_click>
             <div class="section-head">
                 <h2 id="items-title">"Items"</h2>
-                <span class="muted" data-testid="items-summary">
-                    {move || format!(
-                        "{} · {} marks in all",
-                        format::plural(items.with(Vec::len) as i64, "item", "items"),
-                        format::marks(total()),
-                    )}
-                </span>
+                <span class="muted" data-testid="items-summary">{summary}</span>
             </div>
-            {move || error.get().map(|text| view! { <p class="form-error" role="alert" data-testid="items-error">{text}</p> })}
-            <Show when=move || items.with(Vec::is_empty) && !adding.get()>
-                <div class="empty" data-testid="items-empty">
-                    <p class="empty-title">"No items yet"</p>
-                    <p class="empty-detail">"They appear here when extraction finishes, or add them yourself."</p>
-                </div>
-            </Show>
+            <FormError message=list_error testid="items-error" />
+            <div class="empty" data-testid="items-empty" hidden=move || !items.with(Vec::is_empty)>
+                <p class="empty-title">"No items yet"</p>
+                <p class="empty-detail">"They appear here when extraction finishes, or add them yourself."</p>
+            </div>
             <ol class="items">
-                <For each=move || items.get() key=|item| item.id.clone() let:item>
-                    <ItemCard item=item items=items on_move=on_move />
-                </For>
+                <For each=move || items.get() key=|item| (item.id.clone(), item.rev) children=card />
             </ol>
-            <Show
-                when=move || adding.get()
-                fallback=move || view! {
-                    <button
-                        type="button"
-                        class="button subtle"
-                        data-testid="add-item"
-                        on:click=move |_| {
-                            add_error.set(None);
-                            adding.set(true);
-                        }
-                    >
-                        "Add an item"
-                    </button>
-                }
+            {move || {
+                (editing.with(|e| e.as_deref() == Some(NEW))).then(|| view! {
+                    <div class="item new-item">
+                        <h3>"New item"</h3>
+                        <ItemForm item=Item::default() saving=saving error=form_error on_submit=save />
+                    </div>
+                })
+            }}
+            <button
+                type="button"
+                class="button subtle"
+                data-act="new"
+                data-testid="add-item"
+                hidden=move || editing.with(|e| e.as_deref() == Some(NEW))
             >
-                <div class="item new-item">
-                    <h3>"New item"</h3>
-                    <ItemForm
-                        initial=Item::default()
-                        prefix="new-item".to_owned()
-                        submit_label="Add item"
-                        saving=add_saving
-                        error=add_error
-                        on_submit=add.clone()
-                        on_cancel=move |()| adding.set(false)
-                    />
-                </div>
-            </Show>
+                "Add an item"
+            </button>
         </section>
     }
 }
@@ -574,8 +508,8 @@ mod tests {
             (String::new(), String::new()),
             ("Mentions light".to_owned(), "0.5".to_owned()),
         ];
-        let item = read_form("7".into(), " 1(a) ", "Why?", "Because.", "1.5", &rows)
-            .expect("valid form");
+        let item =
+            read_form("7".into(), " 1(a) ", "Why?", "Because.", "1.5", &rows).expect("valid form");
         assert_eq!(item.label, "1(a)");
         assert_eq!(item.max_marks, 1.5);
         assert_eq!(item.rubric.len(), 2, "blank rows are dropped");
@@ -587,10 +521,12 @@ mod tests {
         let none: Vec<(String, String)> = Vec::new();
         assert!(read_form(String::new(), "", "Q", "", "1", &none).is_err());
         assert!(read_form(String::new(), "1", " ", "", "1", &none).is_err());
-        let marks = read_form(String::new(), "1", "Q", "", "lots", &none).expect_err("not a number");
+        let marks =
+            read_form(String::new(), "1", "Q", "", "lots", &none).expect_err("not a number");
         assert!(marks.contains("Maximum marks"), "{marks}");
         let rows = vec![("Names it".to_owned(), "-2".to_owned())];
-        let criterion = read_form(String::new(), "1", "Q", "", "2", &rows).expect_err("negative marks");
+        let criterion =
+            read_form(String::new(), "1", "Q", "", "2", &rows).expect_err("negative marks");
         assert!(criterion.contains("Criterion 1"), "{criterion}");
     }
 }

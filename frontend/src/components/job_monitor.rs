@@ -6,26 +6,27 @@ use leptos::task::spawn_local;
 
 use crate::api::jobs::{self, JobEvent, JobStatus, SeqCursor};
 use crate::api::ws::{self, LinkStatus};
-use crate::components::{badge::Badge, format, progress::ProgressBar};
+use crate::components::{badge::LiveBadge, form_error::FormError, format, progress::ProgressBar};
 
 /// "Live" / "Reconnecting…" for the shared WebSocket.
 #[component]
 pub fn LiveIndicator() -> impl IntoView {
-    let text = move || match ws::link_status() {
-        LinkStatus::Live => Some(("live", "Live")),
-        LinkStatus::Connecting => Some(("connecting", "Connecting…")),
-        LinkStatus::Reconnecting => Some(("reconnecting", "Reconnecting…")),
-        LinkStatus::Idle => None,
+    let state = move || match ws::link_status() {
+        LinkStatus::Live => ("live", "Live"),
+        LinkStatus::Connecting => ("connecting", "Connecting…"),
+        LinkStatus::Reconnecting => ("reconnecting", "Reconnecting…"),
+        LinkStatus::Idle => ("idle", ""),
     };
-    move || {
-        text().map(|(state, label)| {
-            view! {
-                <span class=format!("live live-{state}") data-testid="live-status" data-state=state>
-                    <span class="live-dot" aria-hidden="true"></span>
-                    {label}
-                </span>
-            }
-        })
+    view! {
+        <span
+            class=move || format!("live live-{}", state().0)
+            data-testid="live-status"
+            data-state=move || state().0
+            hidden=move || ws::link_status() == LinkStatus::Idle
+        >
+            <span class="live-dot" aria-hidden="true"></span>
+            {move || state().1}
+        </span>
     }
 }
 
@@ -52,7 +53,7 @@ pub fn JobMonitor(
     let status = RwSignal::new(status);
     let progress = RwSignal::new(progress);
     let events = RwSignal::new(Vec::<JobEvent>::new());
-    let stream_error = RwSignal::new(None::<String>);
+    let error = RwSignal::new(None::<String>);
     let cancelling = RwSignal::new(false);
 
     let subscription = jobs::watch(
@@ -67,15 +68,18 @@ pub fn JobMonitor(
                 if next == JobStatus::Succeeded {
                     progress.set(1.0);
                 }
+                if next == JobStatus::Failed {
+                    error.set(Some(event.summary()));
+                }
             }
             if let Some(on_event) = on_event {
                 on_event.run(event.clone());
             }
             events.update(|list| list.push(event));
         },
-        move |error| {
-            if let Some(error) = error {
-                stream_error.set(Some(error.message));
+        move |stream_error| {
+            if let Some(stream_error) = stream_error {
+                error.set(Some(stream_error.message));
             }
             let end = status.get_untracked();
             if was_running && end.is_finished() {
@@ -91,28 +95,25 @@ pub fn JobMonitor(
         cancelling.set(true);
         let id = cancel_id.clone();
         spawn_local(async move {
-            if let Err(error) = jobs::cancel(id).await {
-                stream_error.set(Some(error.message));
+            if let Err(err) = jobs::cancel(id).await {
+                error.set(Some(err.message));
                 cancelling.set(false);
             }
         });
     };
 
-    let latest = move || {
-        events.with(|list| {
+    let message = move || {
+        let percent = format::percent(progress.get());
+        let latest = events.with(|list| {
             list.iter()
                 .rev()
                 .find(|e| e.kind != "chunk")
                 .map(JobEvent::summary)
-        })
-    };
-    let failure = move || {
-        events.with(|list| {
-            list.iter()
-                .rev()
-                .find(|e| e.kind == "failed" || e.kind == "warning")
-                .map(JobEvent::summary)
-        })
+        });
+        match latest {
+            Some(text) => format!("{percent}% · {text}"),
+            None => format!("{percent}%"),
+        }
     };
 
     view! {
@@ -124,44 +125,23 @@ pub fn JobMonitor(
         >
             <div class="job-head">
                 <span class="job-label">{label}</span>
-                {move || {
-                    let s = status.get();
-                    view! { <Badge label=s.label() tone=s.tone() testid="job-status" /> }
-                }}
+                <LiveBadge status=Signal::derive(move || { let s = status.get(); (s.label(), s.tone()) }) testid="job-status" />
                 <LiveIndicator />
                 <span class="spacer"></span>
-                <Show when=move || !status.get().is_finished()>
-                    <button
-                        type="button"
-                        class="button subtle"
-                        data-testid="cancel-job"
-                        disabled=cancelling
-                        on:click=cancel.clone()
-                    >
-                        {move || if cancelling.get() { "Stopping…" } else { "Cancel" }}
-                    </button>
-                </Show>
+                <button
+                    type="button"
+                    class="button subtle"
+                    data-testid="cancel-job"
+                    hidden=move || status.get().is_finished()
+                    disabled=cancelling
+                    on:click=cancel
+                >
+                    "Cancel"
+                </button>
             </div>
             <ProgressBar value=progress label=label testid="job-progress" />
-            <p class="job-message" data-testid="job-message" aria-live="polite">
-                {move || {
-                    let percent = (progress.get() * 100.0).round();
-                    match latest() {
-                        Some(text) => format!("{percent}% · {text}"),
-                        None => format!("{percent}%"),
-                    }
-                }}
-            </p>
-            {move || {
-                failure()
-                    .filter(|_| status.get() == JobStatus::Failed)
-                    .map(|text| view! { <p class="form-error" role="alert" data-testid="job-error">{text}</p> })
-            }}
-            {move || {
-                stream_error
-                    .get()
-                    .map(|text| view! { <p class="form-error" role="alert" data-testid="stream-error">{text}</p> })
-            }}
+            <p class="job-message" data-testid="job-message" aria-live="polite">{message}</p>
+            <FormError message=error testid="job-error" />
             <details class="log">
                 <summary>
                     {move || format!("Activity ({})", format::plural(events.with(Vec::len) as i64, "event", "events"))}

@@ -2,6 +2,8 @@
 
 use leptos::prelude::*;
 
+use super::format;
+
 /// A determinate bar (`role="progressbar"`) for a fraction from 0 to 1.
 #[component]
 pub fn ProgressBar(
@@ -13,7 +15,7 @@ pub fn ProgressBar(
     /// `data-testid`.
     testid: &'static str,
 ) -> impl IntoView {
-    let percent = move || (value.get().clamp(0.0, 1.0) * 100.0).round();
+    let percent = move || format::percent(value.get());
     view! {
         <div
             class="progress"

@@ -1,38 +1,49 @@
-//! The signed-in frame: a header with the navigation and the account, then the page.
+//! The header of the signed-in pages: the navigation and the account.
 
 use leptos::{prelude::*, task::spawn_local};
-use leptos_router::components::A;
 
 use super::logo::Brand;
 use crate::api::auth;
+use crate::router;
 
-/// Header, navigation and `<main>`; `testid` marks the page for browser tests.
+/// A link of the main navigation, marked as the current page when it is (or contains it).
+fn nav_link(href: &'static str, label: &'static str, testid: &'static str) -> impl IntoView {
+    let current = move || {
+        let path = router::path();
+        let here = if href == "/" {
+            path == "/"
+        } else {
+            path == href || path.starts_with(&format!("{href}/"))
+        };
+        here.then_some("page")
+    };
+    view! {
+        <a href=href aria-current=current data-testid=testid>
+            {label}
+        </a>
+    }
+}
+
+/// Skip link, header with navigation, user name and sign-out; pages follow in `<main>`.
 #[component]
-pub fn AppShell(
-    /// `data-testid` of the page's root.
-    testid: &'static str,
-    children: Children,
-) -> impl IntoView {
+pub fn TopBar() -> impl IntoView {
     let me = RwSignal::new(None);
     let load_me = move || spawn_local(async move { me.set(Some(auth::me().await)) });
     load_me();
-    // Signing out clears the token whatever the server says; the guard then leaves.
-    let sign_out = Action::new_local(|_: &()| auth::sign_out());
-    let signing_out = sign_out.pending();
-
-    let user_name = move || {
-        me.get().and_then(Result::ok).map(|user| {
-            view! {
-                <span class="user-name" data-testid="user-name" title=user.email>
-                    {user.display_name}
-                </span>
-            }
-        })
+    let signing_out = RwSignal::new(false);
+    // Signing out clears the token whatever the server says; the app then shows /signin.
+    let sign_out = move |_| {
+        signing_out.set(true);
+        spawn_local(async move {
+            let _ = auth::sign_out().await;
+        });
     };
+
+    let user = move || me.get().and_then(Result::ok);
     let load_error = move || {
         me.get().and_then(Result::err).map(|error| {
             view! {
-                <div class="banner" role="alert" data-testid="page-error">
+                <div class="banner content" role="alert" data-testid="page-error">
                     <span>{error.message}</span>
                     <button type="button" class="button subtle" on:click=move |_| load_me()>
                         "Try again"
@@ -43,46 +54,39 @@ pub fn AppShell(
     };
 
     view! {
-        <div class="app" data-testid=testid>
-            <a class="skip-link" href="#main">
-                "Skip to content"
-            </a>
-            <header class="topbar">
-                <div class="topbar-inner">
-                    <A href="/" attr:class="brand-link" attr:aria-label="GradeLab dashboard">
-                        <Brand />
-                    </A>
-                    <nav class="nav" aria-label="Main">
-                        <A href="/" exact=true attr:data-testid="nav-dashboard">
-                            "Dashboard"
-                        </A>
-                        <A href="/guides" attr:data-testid="nav-guides">
-                            "Guides"
-                        </A>
-                        <A href="/training" attr:data-testid="nav-training">
-                            "Training"
-                        </A>
-                    </nav>
-                    <div class="account">
-                        {user_name}
-                        <button
-                            type="button"
-                            class="button subtle"
-                            data-testid="sign-out"
-                            disabled=signing_out
-                            on:click=move |_| {
-                                sign_out.dispatch(());
-                            }
-                        >
-                            {move || if signing_out.get() { "Signing out…" } else { "Sign out" }}
-                        </button>
-                    </div>
+        <a class="skip-link" href="#main">
+            "Skip to content"
+        </a>
+        <header class="topbar">
+            <div class="topbar-inner">
+                <a href="/" class="brand-link" aria-label="GradeLab dashboard">
+                    <Brand />
+                </a>
+                <nav class="nav" aria-label="Main">
+                    {nav_link("/", "Dashboard", "nav-dashboard")}
+                    {nav_link("/guides", "Guides", "nav-guides")}
+                    {nav_link("/training", "Training", "nav-training")}
+                </nav>
+                <div class="account">
+                    <span
+                        class="user-name"
+                        data-testid="user-name"
+                        title=move || user().map(|u| u.email)
+                    >
+                        {move || user().map(|u| u.display_name)}
+                    </span>
+                    <button
+                        type="button"
+                        class="button subtle"
+                        data-testid="sign-out"
+                        disabled=signing_out
+                        on:click=sign_out
+                    >
+                        "Sign out"
+                    </button>
                 </div>
-            </header>
-            <main class="content" id="main" tabindex="-1">
-                {load_error}
-                {children()}
-            </main>
-        </div>
+            </div>
+        </header>
+        {load_error}
     }
 }

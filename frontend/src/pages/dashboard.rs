@@ -1,111 +1,118 @@
 //! `/`: the signed-in home: recent guides, recent jobs (running ones live), and
 //! language-model spend.
 
-use leptos::{prelude::*, task::spawn_local};
-use leptos_router::components::A;
-
-use crate::api::dashboard::{self, JobSummary, Usage};
-use crate::api::jobs::{self, JobStatus, SeqCursor};
-use crate::components::{
-    badge::Badge, empty_card::EmptyCard, format, page_title::set_page_title,
-    progress::ProgressBar, shell::AppShell,
+use leptos::{
+    either::{Either, EitherOf3},
+    prelude::*,
+    task::spawn_local,
 };
-use crate::pages::guides::{guide_row, guide_table};
+
+use crate::api::dashboard::{self, JobSummary, Overview, Usage};
+use crate::api::jobs::{self, JobStatus, SeqCursor};
+use crate::api::ApiError;
+use crate::components::{
+    badge::LiveBadge, empty_card::EmptyCard, format, keyed::keyed, page_title::set_page_title,
+    progress::ProgressBar,
+};
+use crate::pages::guides::guide_table;
 
 /// The dashboard.
 #[component]
 pub fn DashboardPage() -> impl IntoView {
     set_page_title("Dashboard");
-    let overview = RwSignal::new(None);
-    let load = move || spawn_local(async move { overview.set(Some(dashboard::load().await)) });
+    // The latest answer, numbered so that each one redraws the cards.
+    let loaded = RwSignal::new((0u32, None::<Result<Overview, ApiError>>));
+    let load = move || {
+        spawn_local(async move {
+            let overview = dashboard::load().await;
+            loaded.update(|(count, value)| {
+                *count += 1;
+                *value = Some(overview);
+            });
+        })
+    };
     load();
 
-    let cards = move || match overview.get() {
-        None => view! { <p class="muted" aria-live="polite">"Loading…"</p> }.into_any(),
-        Some(Err(error)) => view! {
+    let cards = move |_| match loaded.get_untracked().1 {
+        None => EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading…"</p> }),
+        Some(Err(error)) => EitherOf3::B(view! {
             <div class="banner" role="alert" data-testid="dashboard-error">
                 <span>{error.message}</span>
                 <button type="button" class="button subtle" on:click=move |_| load()>
                     "Try again"
                 </button>
             </div>
-        }
-        .into_any(),
-        Some(Ok(data)) => {
-            let guides = if data.guides.is_empty() {
-                view! {
-                    <div class="empty">
-                        <p class="empty-title">"No marking guides yet"</p>
-                        <p class="empty-detail">
-                            "Upload a marking guide (PDF, DOCX, TXT or Markdown) to extract its questions and rubric."
-                        </p>
-                        <A href="/guides" attr:class="button primary">"Upload a guide"</A>
-                    </div>
-                }
-                .into_any()
-            } else {
-                view! {
-                    {guide_table(data.guides.into_iter().map(guide_row).collect_view(), "Recent guides")}
-                    <A href="/guides" attr:class="more-link">
-                        {format!("All {}", format::plural(data.guide_count, "guide", "guides"))}
-                    </A>
-                }
-                .into_any()
-            };
-            let jobs = if data.jobs.is_empty() {
-                view! {
-                    <div class="empty">
-                        <p class="empty-title">"No jobs yet"</p>
-                        <p class="empty-detail">
-                            "Extracting a guide's items, training and test runs appear here with their progress."
-                        </p>
-                    </div>
-                }
-                .into_any()
-            } else {
-                view! {
-                    <ul class="job-list">
-                        {data.jobs.into_iter().map(|job| view! { <JobRow job=job /> }).collect_view()}
-                    </ul>
-                }
-                .into_any()
-            };
-            view! {
-                <section class="card wide" data-testid="card-guides" aria-labelledby="card-guides-title">
-                    <h2 id="card-guides-title">"Recent guides"</h2>
-                    {guides}
-                </section>
-                <section class="card" data-testid="card-jobs" aria-labelledby="card-jobs-title">
-                    <h2 id="card-jobs-title">"Jobs"</h2>
-                    {jobs}
-                </section>
-                <Spend usage=data.usage />
-                <EmptyCard
-                    title="Reports"
-                    message="No reports yet"
-                    detail="Reports on training jobs and test runs will be listed here."
-                    testid="card-reports"
-                />
-            }
-            .into_any()
-        }
+        }),
+        Some(Ok(data)) => EitherOf3::C(overview(data)),
     };
 
     view! {
-        <AppShell testid="dashboard">
+        <main class="content" id="main" tabindex="-1" data-testid="dashboard">
             <h1>"Dashboard"</h1>
             <p class="lead">
                 "Upload a marking guide, calibrate a grader on answers you have scored, "
                 "then test it on answers it has never seen."
             </p>
-            <div class="cards">{cards}</div>
-        </AppShell>
+            <div class="cards">{keyed(move || loaded.with(|(count, _)| *count), cards)}</div>
+        </main>
+    }
+}
+
+fn overview(data: Overview) -> impl IntoView {
+    let guides = if data.guides.is_empty() {
+        Either::Left(view! {
+            <div class="empty">
+                <p class="empty-title">"No marking guides yet"</p>
+                <p class="empty-detail">
+                    "Upload a marking guide (PDF, DOCX, TXT or Markdown) to extract its questions and rubric."
+                </p>
+                <a href="/guides" class="button primary">"Upload a guide"</a>
+            </div>
+        })
+    } else {
+        let list = data.guides;
+        Either::Right(view! {
+            {guide_table(move || list.clone(), "Recent guides")}
+            <a href="/guides" class="more-link">
+                {format!("All {}", format::plural(data.guide_count, "guide", "guides"))}
+            </a>
+        })
+    };
+    let jobs = if data.jobs.is_empty() {
+        Either::Left(view! {
+            <div class="empty">
+                <p class="empty-title">"No jobs yet"</p>
+                <p class="empty-detail">
+                    "Extracting a guide's items, training and test runs appear here with their progress."
+                </p>
+            </div>
+        })
+    } else {
+        Either::Right(view! {
+            <ul class="job-list">{data.jobs.into_iter().map(job_row).collect_view()}</ul>
+        })
+    };
+    view! {
+        <section class="card wide" data-testid="card-guides" aria-labelledby="card-guides-title">
+            <h2 id="card-guides-title">"Recent guides"</h2>
+            {guides}
+        </section>
+        <section class="card" data-testid="card-jobs" aria-labelledby="card-jobs-title">
+            <h2 id="card-jobs-title">"Jobs"</h2>
+            {jobs}
+        </section>
+        {spend(data.usage)}
+        <EmptyCard
+            title="Reports"
+            message="No reports yet"
+            detail="Reports on training jobs and test runs will be listed here."
+            testid="card-reports"
+        />
     }
 }
 
 /// One job; a running one follows its events live.
-#[component]
-fn JobRow(job: JobSummary) -> impl IntoView {
+fn job_row(job: JobSummary) -> impl IntoView {
     let status = RwSignal::new(job.status);
     let progress = RwSignal::new(job.progress);
     if !job.status.is_finished() {
@@ -128,18 +135,11 @@ fn JobRow(job: JobSummary) -> impl IntoView {
         let subscription = StoredValue::new_local(Some(subscription));
         on_cleanup(move || subscription.update_value(|s| *s = None));
     }
-    let target = job.guide_id.map(|id| format!("/guides/{id}"));
     view! {
         <li class="job-row" data-testid="job-row" data-job-id=job.id>
             <div class="job-row-head">
-                {match target {
-                    Some(href) => view! { <A href=href>{job.kind}</A> }.into_any(),
-                    None => view! { <span>{job.kind}</span> }.into_any(),
-                }}
-                {move || {
-                    let s = status.get();
-                    view! { <Badge label=s.label() tone=s.tone() testid="job-status" /> }
-                }}
+                <a href=job.guide_id.map(|id| format!("/guides/{id}"))>{job.kind}</a>
+                <LiveBadge status=Signal::derive(move || { let s = status.get(); (s.label(), s.tone()) }) testid="job-status" />
             </div>
             <ProgressBar value=progress label="Job progress" testid="job-progress" />
             <p class="sub">
@@ -151,8 +151,7 @@ fn JobRow(job: JobSummary) -> impl IntoView {
 }
 
 /// Language-model calls, tokens and cost.
-#[component]
-fn Spend(usage: Usage) -> impl IntoView {
+fn spend(usage: Usage) -> impl IntoView {
     let tasks = usage.by_task;
     view! {
         <section class="card" data-testid="card-spend" aria-labelledby="card-spend-title">

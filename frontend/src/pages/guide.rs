@@ -1,68 +1,83 @@
 //! `/guides/:id`: one guide: its extraction (live), its items (editable), re-extraction,
 //! renaming and deletion.
 
-use leptos::{ev, prelude::*, task::spawn_local};
-use leptos_router::{
-    components::A,
-    hooks::{use_navigate, use_params_map},
-    NavigateOptions,
-};
+use leptos::{either::EitherOf3, ev, prelude::*, task::spawn_local};
+use wasm_bindgen::JsCast;
+use web_sys::{FormData, HtmlFormElement};
 
 use crate::api::guides::{self, GuideDetail, GuideStatus, Method};
 use crate::api::http::ErrorCode;
 use crate::api::jobs::JobStatus;
+use crate::api::ApiError;
 use crate::components::{
-    badge::Badge, format, item_editor::ItemsEditor, job_monitor::JobMonitor,
-    page_title::set_page_title, shell::AppShell,
+    badge::LiveBadge, form_error::FormError, format, guide_upload::method_options,
+    item_editor::ItemsEditor, job_monitor::JobMonitor, keyed::keyed, page_title::set_page_title,
 };
+use crate::router;
 
-/// The guide page.
+/// The guide page, for guide `id` (from the address).
 #[component]
-pub fn GuidePage() -> impl IntoView {
+pub fn GuidePage(id: String) -> impl IntoView {
     set_page_title("Guide");
-    let params = use_params_map();
-    let id = move || params.with(|p| p.get("id").unwrap_or_default());
-    let guide = RwSignal::new(None);
+    // The latest answer, numbered so that each one redraws the page.
+    let loaded = RwSignal::new((0u32, None::<Result<GuideDetail, ApiError>>));
+    let id = StoredValue::new(id);
     let load = move || {
-        let id = id();
-        spawn_local(async move { guide.set(Some(guides::get(id).await)) });
+        let id = id.get_value();
+        spawn_local(async move {
+            let guide = guides::get(id).await;
+            loaded.update(|(count, value)| {
+                *count += 1;
+                *value = Some(guide);
+            });
+        });
     };
-    // Again whenever the address names another guide.
-    Effect::new(load);
+    load();
 
-    let body = move || match guide.get() {
-        None => view! { <p class="muted" aria-live="polite">"Loading the guide…"</p> }.into_any(),
-        Some(Err(error)) if error.code == ErrorCode::NotFound => view! {
-            <div class="empty" role="alert" data-testid="guide-missing">
-                <p class="empty-title">"Guide not found"</p>
-                <p class="empty-detail">"It does not exist, or it belongs to someone else."</p>
-                <A href="/guides">"Back to your guides"</A>
-            </div>
+    let body = move |_| match loaded.get_untracked().1 {
+        None => {
+            EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading the guide…"</p> })
         }
-        .into_any(),
-        Some(Err(error)) => view! {
-            <div class="banner" role="alert" data-testid="guide-error">
-                <span>{error.message}</span>
-                <button type="button" class="button subtle" on:click=move |_| load()>
-                    "Try again"
-                </button>
-            </div>
+        Some(Err(error)) => {
+            let missing = error.code == ErrorCode::NotFound;
+            EitherOf3::B(view! {
+                <div class="empty" role="alert" data-testid=if missing { "guide-missing" } else { "guide-error" }>
+                    <p class="empty-title">{if missing { "Guide not found" } else { "The guide could not be loaded" }}</p>
+                    <p class="empty-detail">
+                        {if missing {
+                            "It does not exist, or it belongs to someone else.".to_owned()
+                        } else {
+                            error.message
+                        }}
+                    </p>
+                    <a href="/guides">"Back to your guides"</a>
+                </div>
+            })
         }
-        .into_any(),
         Some(Ok(detail)) => {
             set_page_title(&detail.title);
-            view! { <GuideView detail=detail reload=move |()| load() /> }.into_any()
+            EitherOf3::C(view! { <GuideView detail=detail reload=move |()| load() /> })
         }
     };
 
     view! {
-        <AppShell testid="guide-page">
+        <main class="content" id="main" tabindex="-1" data-testid="guide-page">
             <nav class="breadcrumb" aria-label="Breadcrumb">
-                <A href="/guides">"Guides"</A>
+                <a href="/guides">"Guides"</a>
             </nav>
-            {body}
-        </AppShell>
+            {keyed(move || loaded.with(|(count, _)| *count), body)}
+        </main>
     }
+}
+
+/// Reads one text field of the form that sent `event`.
+fn form_field(event: &ev::SubmitEvent, name: &str) -> String {
+    event
+        .target()
+        .and_then(|target| target.dyn_into::<HtmlFormElement>().ok())
+        .and_then(|form| FormData::new_with_form(&form).ok())
+        .and_then(|data| data.get(name).as_string())
+        .unwrap_or_default()
 }
 
 #[component]
@@ -87,25 +102,59 @@ fn GuideView(
     let status = RwSignal::new(status);
     // The job shown: the latest extraction, or the one just started.
     let job = RwSignal::new(job.map(|job| (job.id, job.status, job.progress)));
-    let method = RwSignal::new(Method::Auto);
     let action_error = RwSignal::new(None::<String>);
-    let starting = RwSignal::new(false);
+    let renaming = RwSignal::new(false);
+    let confirming = RwSignal::new(false);
 
     let reextract = {
         let id = id.clone();
-        move |_| {
-            starting.set(true);
+        move |event: ev::SubmitEvent| {
+            event.prevent_default();
+            let method = Method::from_key(&form_field(&event, "method"));
             let id = id.clone();
+            status.set(GuideStatus::Pending);
             spawn_local(async move {
-                match guides::reextract(id, method.get_untracked()).await {
+                match guides::reextract(id, method).await {
                     Ok(job_id) => {
                         action_error.set(None);
                         status.set(GuideStatus::Extracting);
                         job.set(Some((job_id, JobStatus::Queued, 0.0)));
                     }
+                    Err(err) => {
+                        status.set(GuideStatus::Ready);
+                        action_error.set(Some(err.message));
+                    }
+                }
+            });
+        }
+    };
+    let rename = {
+        let id = id.clone();
+        move |event: ev::SubmitEvent| {
+            event.prevent_default();
+            let new_title = form_field(&event, "title").trim().to_owned();
+            let id = id.clone();
+            spawn_local(async move {
+                match guides::rename(id, new_title).await {
+                    Ok(saved) => {
+                        title.set(saved);
+                        action_error.set(None);
+                        renaming.set(false);
+                    }
                     Err(err) => action_error.set(Some(err.message)),
                 }
-                starting.set(false);
+            });
+        }
+    };
+    let delete = {
+        let id = id.clone();
+        move |_| {
+            let id = id.clone();
+            spawn_local(async move {
+                match guides::delete(id).await {
+                    Ok(()) => router::navigate("/guides"),
+                    Err(err) => action_error.set(Some(err.message)),
+                }
             });
         }
     };
@@ -123,147 +172,64 @@ fn GuideView(
             }
         })
     };
+    let failed = error.filter(|_| status.get_untracked() == GuideStatus::Failed);
 
     view! {
         <header class="page-head">
-            <TitleEditor id=id.clone() title=title />
+            <div class="title-row" hidden=renaming>
+                <h1 data-testid="guide-title">{title}</h1>
+                <button type="button" class="button subtle" data-testid="rename-guide" on:click=move |_| renaming.set(true)>
+                    "Rename"
+                </button>
+            </div>
+            <form class="title-row" hidden=move || !renaming.get() on:submit=rename>
+                <label for="guide-new-title" class="visually-hidden">"New title"</label>
+                <input id="guide-new-title" name="title" type="text" maxlength="200" required=true prop:value=title />
+                <button type="submit" class="button primary">"Save"</button>
+                <button type="button" class="button subtle" on:click=move |_| renaming.set(false)>"Cancel"</button>
+            </form>
             <p class="meta">
-                {move || {
-                    let s = status.get();
-                    view! { <Badge label=s.label() tone=s.tone() testid="guide-status" /> }
-                }}
+                <LiveBadge status=Signal::derive(move || { let s = status.get(); (s.label(), s.tone()) }) testid="guide-status" />
                 {filename.map(|name| view! { <span>{name}</span> })}
                 <span>"Added " <time datetime=created_at.clone()>{format::date_time(&created_at)}</time></span>
             </p>
         </header>
-        {error
-            .filter(|_| status.get_untracked() == GuideStatus::Failed)
-            .map(|text| view! { <p class="form-error" role="alert" data-testid="extraction-error">{text}</p> })}
+        <FormError message=action_error testid="guide-action-error" />
+        <FormError message=failed testid="extraction-error" />
         <section class="card" data-testid="extraction" aria-labelledby="extraction-title">
-            <div class="card-head">
-                <h2 id="extraction-title">"Extraction"</h2>
-            </div>
+            <h2 id="extraction-title">"Extraction"</h2>
             {monitor}
-            <div class="reextract">
+            <form class="reextract" on:submit=reextract>
                 <div class="field">
                     <label for="reextract-method">"Extract the items again with"</label>
-                    <select
-                        id="reextract-method"
-                        on:change=move |event| method.set(Method::from_key(&event_target_value(&event)))
-                    >
-                        {Method::ALL.map(|m| view! { <option value=m.key()>{m.label()}</option> })}
-                    </select>
+                    <select id="reextract-method" name="method">{method_options()}</select>
                 </div>
-                <button
-                    type="button"
-                    class="button subtle"
-                    data-testid="reextract"
-                    disabled=move || starting.get() || status.get().is_busy()
-                    on:click=reextract
-                >
+                <button type="submit" class="button subtle" data-testid="reextract" disabled=move || status.get().is_busy()>
                     "Re-extract"
                 </button>
                 <p class="hint">"Items you edited or added are kept."</p>
-            </div>
-            {move || action_error.get().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
-        </section>
-        <ItemsEditor guide_id=id.clone() items=items />
-        <DeleteGuide id=id />
-    }
-}
-
-/// The guide's title, renamable in place.
-#[component]
-fn TitleEditor(id: String, title: RwSignal<String>) -> impl IntoView {
-    let editing = RwSignal::new(false);
-    let draft = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-    let save = move |event: ev::SubmitEvent| {
-        event.prevent_default();
-        let (id, new_title) = (id.clone(), draft.get_untracked());
-        spawn_local(async move {
-            match guides::rename(id, new_title.trim().to_owned()).await {
-                Ok(saved) => {
-                    title.set(saved);
-                    error.set(None);
-                    editing.set(false);
-                }
-                Err(err) => error.set(Some(err.message)),
-            }
-        });
-    };
-    view! {
-        <Show
-            when=move || editing.get()
-            fallback=move || view! {
-                <div class="title-row">
-                    <h1 data-testid="guide-title">{move || title.get()}</h1>
-                    <button
-                        type="button"
-                        class="button subtle"
-                        data-testid="rename-guide"
-                        on:click=move |_| {
-                            draft.set(title.get_untracked());
-                            editing.set(true);
-                        }
-                    >
-                        "Rename"
-                    </button>
-                </div>
-            }
-        >
-            <form class="title-row" on:submit=save.clone()>
-                <label for="guide-new-title" class="visually-hidden">"Title"</label>
-                <input id="guide-new-title" type="text" maxlength="200" required=true bind:value=draft />
-                <button type="submit" class="button primary">"Save"</button>
-                <button type="button" class="button subtle" on:click=move |_| editing.set(false)>"Cancel"</button>
             </form>
-            {move || error.get().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
-        </Show>
-    }
-}
-
-/// Deletes the guide after a second click.
-#[component]
-fn DeleteGuide(id: String) -> impl IntoView {
-    let confirming = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
-    let navigate = use_navigate();
-    let delete = move |_| {
-        let (id, navigate) = (id.clone(), navigate.clone());
-        spawn_local(async move {
-            match guides::delete(id).await {
-                Ok(()) => navigate("/guides", NavigateOptions::default()),
-                Err(err) => error.set(Some(err.message)),
-            }
-        });
-    };
-    view! {
+        </section>
+        <ItemsEditor guide_id=id items=items />
         <section class="danger-zone" aria-label="Delete the guide">
-            <Show
-                when=move || confirming.get()
-                fallback=move || view! {
-                    <button
-                        type="button"
-                        class="button subtle danger"
-                        data-testid="delete-guide"
-                        on:click=move |_| confirming.set(true)
-                    >
-                        "Delete this guide"
-                    </button>
-                }
+            <button
+                type="button"
+                class="button subtle danger"
+                data-testid="delete-guide"
+                hidden=confirming
+                on:click=move |_| confirming.set(true)
             >
-                <span class="confirm">
-                    "Delete the guide, its items and its jobs?"
-                    <button type="button" class="button danger" data-testid="confirm-delete-guide" on:click=delete.clone()>
-                        "Delete"
-                    </button>
-                    <button type="button" class="button subtle" on:click=move |_| confirming.set(false)>
-                        "Keep"
-                    </button>
-                </span>
-            </Show>
-            {move || error.get().map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
+                "Delete this guide"
+            </button>
+            <span class="confirm" hidden=move || !confirming.get()>
+                "Delete the guide, its items and its jobs?"
+                <button type="button" class="button danger" data-testid="confirm-delete-guide" on:click=delete>
+                    "Delete"
+                </button>
+                <button type="button" class="button subtle" on:click=move |_| confirming.set(false)>
+                    "Keep"
+                </button>
+            </span>
         </section>
     }
 }

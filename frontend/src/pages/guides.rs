@@ -1,11 +1,10 @@
 //! `/guides`: add a guide (file, drag and drop, or pasted text) and the list of guides.
 
-use leptos::prelude::*;
-use leptos_router::components::A;
+use leptos::{either::EitherOf4, prelude::*, task::spawn_local};
 
 use crate::api::guides::{self, GuideSummary};
 use crate::components::{
-    badge::Badge, format, guide_upload::GuideUpload, page_title::set_page_title, shell::AppShell,
+    badge::Badge, format, guide_upload::GuideUpload, keyed::keyed, page_title::set_page_title,
 };
 
 /// Guides per page of the list.
@@ -16,7 +15,7 @@ const PAGE: i64 = 25;
 pub fn GuidesPage() -> impl IntoView {
     set_page_title("Guides");
     view! {
-        <AppShell testid="guides-page">
+        <main class="content" id="main" tabindex="-1" data-testid="guides-page">
             <h1>"Marking guides"</h1>
             <p class="lead">
                 "Upload a marking guide and GradeLab extracts its questions, model answers and rubric. "
@@ -26,20 +25,20 @@ pub fn GuidesPage() -> impl IntoView {
                 <GuideUpload />
                 <GuideList />
             </div>
-        </AppShell>
+        </main>
     }
 }
 
-/// One row of the guide table.
+/// One row of a guide table.
 pub fn guide_row(guide: GuideSummary) -> impl IntoView {
     let href = format!("/guides/{}", guide.id);
     let created = guide.created_at.clone();
     view! {
         <tr data-testid="guide-row" data-guide-id=guide.id>
             <th scope="row">
-                <A href=href attr:data-testid="guide-link">
+                <a href=href data-testid="guide-link">
                     {guide.title}
-                </A>
+                </a>
                 {guide.filename.map(|name| view! { <span class="sub">{name}</span> })}
             </th>
             <td>
@@ -56,8 +55,11 @@ pub fn guide_row(guide: GuideSummary) -> impl IntoView {
     }
 }
 
-/// The table header shared with the dashboard.
-pub fn guide_table(rows: impl IntoView, caption: &'static str) -> impl IntoView {
+/// A table of guides, one row per guide of `guides`.
+pub fn guide_table(
+    guides: impl Fn() -> Vec<GuideSummary> + Send + 'static,
+    caption: &'static str,
+) -> impl IntoView {
     view! {
         <div class="table-wrap">
             <table class="table">
@@ -71,10 +73,21 @@ pub fn guide_table(rows: impl IntoView, caption: &'static str) -> impl IntoView 
                         <th scope="col">"Added"</th>
                     </tr>
                 </thead>
-                <tbody>{rows}</tbody>
+                <tbody>
+                    <For each=guides key=|guide| guide.id.clone() children=guide_row />
+                </tbody>
             </table>
         </div>
     }
+}
+
+/// Where the list is.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum ListState {
+    Loading,
+    Failed,
+    Empty,
+    Shown,
 }
 
 #[component]
@@ -87,7 +100,7 @@ fn GuideList() -> impl IntoView {
 
     let load = move |after: Option<String>| {
         loading.set(true);
-        leptos::task::spawn_local(async move {
+        spawn_local(async move {
             match guides::list(PAGE, after.clone()).await {
                 Ok(page) => {
                     error.set(None);
@@ -107,52 +120,54 @@ fn GuideList() -> impl IntoView {
     };
     load(None);
 
-    let body = move || {
-        if let Some(message) = error.get() {
-            return view! {
-                <div class="banner" role="alert" data-testid="guides-error">
-                    <span>{message}</span>
-                    <button type="button" class="button subtle" on:click=move |_| load(None)>
-                        "Try again"
-                    </button>
-                </div>
-            }
-            .into_any();
+    let state = move || match (error.with(Option::is_some), total.get()) {
+        (true, _) => ListState::Failed,
+        (false, None) => ListState::Loading,
+        (false, Some(0)) => ListState::Empty,
+        (false, Some(_)) => ListState::Shown,
+    };
+    let body = move |state| match state {
+        ListState::Loading => {
+            EitherOf4::A(view! { <p class="muted" aria-live="polite">"Loading guides…"</p> })
         }
-        match total.get() {
-            None => view! { <p class="muted" aria-live="polite">"Loading guides…"</p> }.into_any(),
-            Some(0) => view! {
-                <div class="empty" data-testid="guides-empty">
-                    <p class="empty-title">"No marking guides yet"</p>
-                    <p class="empty-detail">"Upload one above to get started."</p>
-                </div>
-            }
-            .into_any(),
-            Some(_) => guide_table(
-                move || pages.get().into_iter().map(guide_row).collect_view(),
-                "Your marking guides, newest first",
-            )
-            .into_any(),
-        }
+        ListState::Failed => EitherOf4::B(view! {
+            <div class="banner" role="alert" data-testid="guides-error">
+                <span>{error.get_untracked()}</span>
+                <button type="button" class="button subtle" on:click=move |_| load(None)>
+                    "Try again"
+                </button>
+            </div>
+        }),
+        ListState::Empty => EitherOf4::C(view! {
+            <div class="empty" data-testid="guides-empty">
+                <p class="empty-title">"No marking guides yet"</p>
+                <p class="empty-detail">"Upload one above to get started."</p>
+            </div>
+        }),
+        ListState::Shown => EitherOf4::D(guide_table(
+            move || pages.get(),
+            "Your marking guides, newest first",
+        )),
     };
 
     view! {
         <section class="card" data-testid="guide-list" aria-labelledby="guide-list-title">
             <div class="card-head">
                 <h2 id="guide-list-title">"Your guides"</h2>
-                {move || total.get().map(|n| view! { <span class="muted">{format::plural(n, "guide", "guides")}</span> })}
+                <span class="muted">
+                    {move || total.get().map(|n| format::plural(n, "guide", "guides"))}
+                </span>
             </div>
-            {body}
-            <Show when=move || next.get().is_some()>
-                <button
-                    type="button"
-                    class="button subtle more"
-                    disabled=loading
-                    on:click=move |_| load(next.get_untracked())
-                >
-                    {move || if loading.get() { "Loading…" } else { "Show more" }}
-                </button>
-            </Show>
+            {keyed(state, body)}
+            <button
+                type="button"
+                class="button subtle more"
+                hidden=move || next.with(Option::is_none)
+                disabled=loading
+                on:click=move |_| load(next.get_untracked())
+            >
+                "Show more"
+            </button>
         </section>
     }
 }

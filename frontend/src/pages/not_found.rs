@@ -1,7 +1,6 @@
 //! Any unknown path.
 
 use leptos::prelude::*;
-use leptos_router::components::A;
 
 use crate::components::{auth_card::AuthCard, page_title::set_page_title};
 
@@ -11,9 +10,9 @@ pub fn NotFoundPage() -> impl IntoView {
     set_page_title("Page not found");
     view! {
         <AuthCard title="Page not found" lead="There is nothing at this address.">
-            <A href="/" attr:class="button primary">
+            <a href="/" class="button primary">
                 "Go to the dashboard"
-            </A>
+            </a>
         </AuthCard>
     }
 }

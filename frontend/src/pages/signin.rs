@@ -1,7 +1,6 @@
-//! `/signin`: email and password; on success the guard moves on to the dashboard.
+//! `/signin`: email and password; on success the app moves on to the dashboard.
 
-use leptos::{ev::SubmitEvent, prelude::*};
-use leptos_router::components::A;
+use leptos::{ev::SubmitEvent, prelude::*, task::spawn_local};
 
 use crate::api::auth;
 use crate::components::{
@@ -15,22 +14,22 @@ pub fn SignInPage() -> impl IntoView {
     let email = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
 
-    let submit = Action::new_local(|(email, password): &(String, String)| {
-        auth::sign_in(email.clone(), password.clone())
-    });
-    let pending = submit.pending();
-    let error = Signal::derive(move || match submit.value().get() {
-        Some(Err(error)) if !pending.get() => Some(error.message),
-        _ => None,
-    });
+    let pending = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
-        if !pending.get_untracked() {
-            submit.dispatch((
-                email.get_untracked().trim().to_owned(),
-                password.get_untracked(),
-            ));
+        if pending.get_untracked() {
+            return;
         }
+        pending.set(true);
+        let (email, password) = (email.get_untracked().trim().to_owned(), password.get_untracked());
+        spawn_local(async move {
+            // On success the session signal changes and the app leaves this page.
+            if let Err(failure) = auth::sign_in(email, password).await {
+                error.set(Some(failure.message));
+            }
+            pending.set(false);
+        });
     };
 
     view! {
@@ -49,7 +48,7 @@ pub fn SignInPage() -> impl IntoView {
                     {move || if pending.get() { "Signing in…" } else { "Sign in" }}
                 </button>
             </form>
-            <p class="switch">"New to GradeLab? " <A href="/signup">"Create an account"</A></p>
+            <p class="switch">"New to GradeLab? " <a href="/signup">"Create an account"</a></p>
         </AuthCard>
     }
 }

@@ -1,7 +1,6 @@
-//! `/signup`: creates an account and signs it in; the guard then moves on to the dashboard.
+//! `/signup`: creates an account and signs it in; the app then moves on to the dashboard.
 
-use leptos::{ev::SubmitEvent, prelude::*};
-use leptos_router::components::A;
+use leptos::{ev::SubmitEvent, prelude::*, task::spawn_local};
 
 use crate::api::auth;
 use crate::components::{
@@ -9,7 +8,6 @@ use crate::components::{
 };
 
 /// What the sign-up form sends.
-#[derive(Clone)]
 struct NewAccount {
     email: String,
     password: String,
@@ -24,24 +22,28 @@ pub fn SignUpPage() -> impl IntoView {
     let email = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
 
-    let submit = Action::new_local(|account: &NewAccount| {
-        let account = account.clone();
-        auth::sign_up(account.email, account.password, account.display_name)
-    });
-    let pending = submit.pending();
-    let error = Signal::derive(move || match submit.value().get() {
-        Some(Err(error)) if !pending.get() => Some(error.message),
-        _ => None,
-    });
+    let pending = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
     let on_submit = move |event: SubmitEvent| {
         event.prevent_default();
-        if !pending.get_untracked() {
-            submit.dispatch(NewAccount {
-                email: email.get_untracked().trim().to_owned(),
-                password: password.get_untracked(),
-                display_name: display_name.get_untracked().trim().to_owned(),
-            });
+        if pending.get_untracked() {
+            return;
         }
+        pending.set(true);
+        let account = NewAccount {
+            email: email.get_untracked().trim().to_owned(),
+            password: password.get_untracked(),
+            display_name: display_name.get_untracked().trim().to_owned(),
+        };
+        spawn_local(async move {
+            // On success the session signal changes and the app leaves this page.
+            if let Err(failure) =
+                auth::sign_up(account.email, account.password, account.display_name).await
+            {
+                error.set(Some(failure.message));
+            }
+            pending.set(false);
+        });
     };
 
     view! {
@@ -65,7 +67,7 @@ pub fn SignUpPage() -> impl IntoView {
                     {move || if pending.get() { "Creating account…" } else { "Create account" }}
                 </button>
             </form>
-            <p class="switch">"Already have an account? " <A href="/signin">"Sign in"</A></p>
+            <p class="switch">"Already have an account? " <a href="/signin">"Sign in"</a></p>
         </AuthCard>
     }
 }

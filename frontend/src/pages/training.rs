@@ -2,16 +2,15 @@
 //! `schema.graphql`.
 
 use leptos::prelude::*;
-use leptos_router::components::A;
 
-use crate::components::{page_title::set_page_title, shell::AppShell};
+use crate::components::page_title::set_page_title;
 
 /// The training page (not available yet).
 #[component]
 pub fn TrainingPage() -> impl IntoView {
     set_page_title("Training");
     view! {
-        <AppShell testid="training-page">
+        <main class="content" id="main" tabindex="-1" data-testid="training-page">
             <h1>"Training"</h1>
             <p class="lead">
                 "A training job calibrates a grader on answers you have scored, epoch by epoch, "
@@ -24,9 +23,9 @@ pub fn TrainingPage() -> impl IntoView {
                         "Importing scored answers and training graders will appear here in a coming version. "
                         "Meanwhile, get your marking guides ready."
                     </p>
-                    <A href="/guides" attr:class="button primary">"Go to your guides"</A>
+                    <a href="/guides" class="button primary">"Go to your guides"</a>
                 </div>
             </div>
-        </AppShell>
+        </main>
     }
 }

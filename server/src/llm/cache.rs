@@ -5,38 +5,61 @@
 //! temperature, seed, max_tokens), serialised compactly with object keys sorted at every
 //! level. The API key and the timeout are not part of it: they do not change the answer.
 
+use std::io::Write;
+
 use chrono::Utc;
 use entity::llm_cache;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Lowercase hex SHA-256 of the canonical form of a request to `base_url`.
 pub fn request_key(provider: &str, base_url: &str, request: &Value) -> String {
-    let canonical = canonicalize(&json!({
-        "provider": provider,
-        "base_url": base_url,
-        "request": request,
-    }));
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    let mut hasher = Sha256::new();
+    // `{"base_url":…,"provider":…,"request":…}`, keys in sorted order, without copying the
+    // request. Writing into a hasher cannot fail.
+    let _ = (|| -> std::io::Result<()> {
+        hasher.write_all(b"{\"base_url\":")?;
+        serde_json::to_writer(&mut hasher, base_url)?;
+        hasher.write_all(b",\"provider\":")?;
+        serde_json::to_writer(&mut hasher, provider)?;
+        hasher.write_all(b",\"request\":")?;
+        write_canonical(&mut hasher, request)?;
+        hasher.write_all(b"}")
+    })();
+    hex::encode(hasher.finalize())
 }
 
-/// A copy of `value` with object keys sorted at every level.
-fn canonicalize(value: &Value) -> Value {
+/// Writes `value` as compact JSON with object keys sorted at every level, straight into
+/// `out` (no sorted copy of the tree is built).
+fn write_canonical(out: &mut impl Write, value: &Value) -> std::io::Result<()> {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), canonicalize(v)))
-                    .collect::<Map<_, _>>(),
-            )
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.write_all(b"{")?;
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut *out, key)?;
+                out.write_all(b":")?;
+                write_canonical(out, value)?;
+            }
+            out.write_all(b"}")
         }
-        Value::Array(items) => Value::Array(items.iter().map(canonicalize).collect()),
-        other => other.clone(),
+        Value::Array(items) => {
+            out.write_all(b"[")?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                write_canonical(out, item)?;
+            }
+            out.write_all(b"]")
+        }
+        scalar => Ok(serde_json::to_writer(out, scalar)?),
     }
 }
 
@@ -104,6 +127,8 @@ pub async fn store(db: &DatabaseConnection, entry: Entry<'_>) -> Result<(), DbEr
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -117,5 +142,28 @@ mod tests {
         assert_ne!(key, request_key("llamacpp", "http://x/v1", &c));
         assert_ne!(key, request_key("llamacpp", "http://y/v1", &a));
         assert_ne!(key, request_key("ollama", "http://x/v1", &a));
+    }
+
+    #[test]
+    fn the_key_is_the_hash_of_the_canonical_wrapper() {
+        let request = json!({"model": "m", "messages": []});
+        let mut expected = Vec::new();
+        let wrapper = json!({"provider": "p", "base_url": "u", "request": request});
+        write_canonical(&mut expected, &wrapper).unwrap_or_default();
+        assert_eq!(
+            request_key("p", "u", &request),
+            hex::encode(Sha256::digest(&expected))
+        );
+    }
+
+    #[test]
+    fn the_canonical_form_is_compact_json_with_sorted_keys() {
+        let mut out = Vec::new();
+        let value = json!({"b": [1, {"d": null, "c": "é\""}], "a": 0.5});
+        write_canonical(&mut out, &value).unwrap_or_default();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"{"a":0.5,"b":[1,{"c":"é\"","d":null}]}"#
+        );
     }
 }

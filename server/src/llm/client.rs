@@ -125,10 +125,14 @@ struct Reply {
 }
 
 impl Reply {
-    fn parse(body: String) -> Result<Self, String> {
-        let completion: Completion = serde_json::from_str(&body).map_err(|err| err.to_string())?;
+    /// Parses a response body; on failure returns the reason and the body.
+    fn parse(body: String) -> Result<Self, (String, String)> {
+        let completion: Completion = match serde_json::from_str(&body) {
+            Ok(completion) => completion,
+            Err(err) => return Err((err.to_string(), body)),
+        };
         let Some(choice) = completion.choices.into_iter().next() else {
-            return Err("the response has no choices".to_owned());
+            return Err(("the response has no choices".to_owned(), body));
         };
         let usage = completion.usage.unwrap_or_default();
         let content = match (choice.message.content, choice.message.refusal) {
@@ -718,7 +722,7 @@ impl LlmClient {
                 retry_after,
             });
         }
-        Reply::parse(text.clone()).map_err(|message| Failure::Protocol {
+        Reply::parse(text).map_err(|(message, text)| Failure::Protocol {
             message,
             raw: excerpt(&text, EXCERPT_CHARS),
         })

@@ -5,6 +5,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Serialize;
 
+use super::accounting::{estimate, Estimate};
 use super::provider::Provider;
 
 /// Who speaks in a chat message.
@@ -165,6 +166,19 @@ impl CallParams {
     pub fn cache(mut self, cache: CachePolicy) -> Self {
         self.cache = cache;
         self
+    }
+
+    /// Tokens and cost of `calls` such calls with prompts of about `prompt_chars`
+    /// characters, each answered with at most `max_completion_tokens` tokens (see
+    /// [`super::estimate`]).
+    pub fn estimate(&self, calls: u64, prompt_chars: u64, max_completion_tokens: u64) -> Estimate {
+        estimate(
+            self.endpoint.provider,
+            &self.model,
+            calls,
+            prompt_chars,
+            max_completion_tokens,
+        )
     }
 }
 

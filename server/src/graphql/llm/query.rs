@@ -69,13 +69,12 @@ impl LlmQuery {
         }
         let params = state(ctx)?.llm.params_for_user(auth.user_id).await.gql()?;
         let unsigned = |v: i64| u64::try_from(v).unwrap_or_default();
-        Ok(accounting::estimate(
-            params.endpoint.provider,
-            &params.model,
-            unsigned(calls),
-            unsigned(prompt_chars),
-            unsigned(max_completion_tokens),
-        )
-        .into())
+        Ok(params
+            .estimate(
+                unsigned(calls),
+                unsigned(prompt_chars),
+                unsigned(max_completion_tokens),
+            )
+            .into())
     }
 }
