@@ -1,12 +1,13 @@
 //! The root component: the route table, with the sign-in guard.
 
-use leptos::{either::EitherOf8, prelude::*};
+use leptos::{either::EitherOf10, prelude::*};
 
 use crate::api::session;
 use crate::components::{keyed::keyed, shell::TopBar};
 use crate::pages::{
-    dashboard::DashboardPage, guide::GuidePage, guides::GuidesPage, not_found::NotFoundPage,
-    signin::SignInPage, signup::SignUpPage, training::TrainingPage,
+    answers::AnswersPage, dashboard::DashboardPage, guide::GuidePage, guides::GuidesPage,
+    not_found::NotFoundPage, signin::SignInPage, signup::SignUpPage, training::TrainingPage,
+    training_job::TrainingJobPage,
 };
 use crate::router;
 
@@ -18,7 +19,9 @@ enum Route {
     Dashboard,
     Guides,
     Guide(String),
+    Answers(String),
     Training,
+    TrainingJob(String),
     NotFound,
     /// Somewhere else first: guests to `/signin`, members away from the sign-in pages.
     Redirect(&'static str),
@@ -31,7 +34,9 @@ fn route(path: &str, signed_in: bool) -> Route {
         [] => Route::Dashboard,
         ["guides"] => Route::Guides,
         ["guides", id] => Route::Guide((*id).to_owned()),
+        ["guides", id, "answers"] => Route::Answers((*id).to_owned()),
         ["training"] => Route::Training,
+        ["training", id] => Route::TrainingJob((*id).to_owned()),
         _ => return Route::NotFound,
     };
     match (page, signed_in) {
@@ -44,17 +49,19 @@ fn route(path: &str, signed_in: bool) -> Route {
 
 fn page(route: Route) -> impl IntoView {
     match route {
-        Route::SignIn => EitherOf8::A(view! { <SignInPage /> }),
-        Route::SignUp => EitherOf8::B(view! { <SignUpPage /> }),
-        Route::Dashboard => EitherOf8::C(view! { <DashboardPage /> }),
-        Route::Guides => EitherOf8::D(view! { <GuidesPage /> }),
-        Route::Guide(id) => EitherOf8::E(view! { <GuidePage id=id /> }),
-        Route::Training => EitherOf8::F(view! { <TrainingPage /> }),
-        Route::NotFound => EitherOf8::G(view! { <NotFoundPage /> }),
+        Route::SignIn => EitherOf10::A(view! { <SignInPage /> }),
+        Route::SignUp => EitherOf10::B(view! { <SignUpPage /> }),
+        Route::Dashboard => EitherOf10::C(view! { <DashboardPage /> }),
+        Route::Guides => EitherOf10::D(view! { <GuidesPage /> }),
+        Route::Guide(id) => EitherOf10::E(view! { <GuidePage id=id /> }),
+        Route::Answers(id) => EitherOf10::F(view! { <AnswersPage id=id /> }),
+        Route::Training => EitherOf10::G(view! { <TrainingPage /> }),
+        Route::TrainingJob(id) => EitherOf10::H(view! { <TrainingJobPage id=id /> }),
+        Route::NotFound => EitherOf10::I(view! { <NotFoundPage /> }),
         Route::Redirect(to) => {
             // After this render: the new path renders its own page.
             queue_microtask(move || router::redirect(to));
-            EitherOf8::H(())
+            EitherOf10::J(())
         }
     }
 }
@@ -82,5 +89,13 @@ mod tests {
         assert_eq!(route("/guides/", true), Route::Guides);
         assert_eq!(route("/nope", false), Route::NotFound);
         assert_eq!(route("/guides/4/x", true), Route::NotFound);
+        assert_eq!(
+            route("/guides/4/answers", true),
+            Route::Answers("4".to_owned())
+        );
+        assert_eq!(
+            route("/training/9", true),
+            Route::TrainingJob("9".to_owned())
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use leptos::{ev, prelude::*};
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{Element, HtmlElement};
+use web_sys::{Element, FocusOptions, HtmlElement};
 
 thread_local! {
     static PATH: ArcRwSignal<String> = ArcRwSignal::new(location_path());
@@ -51,7 +51,9 @@ fn arrive(to: &str) {
             .get_element_by_id("main")
             .and_then(|main| main.dyn_into::<HtmlElement>().ok())
         {
-            let _ = main.focus();
+            let options = FocusOptions::new();
+            options.set_prevent_scroll(true);
+            let _ = main.focus_with_options(&options);
         }
     });
 }

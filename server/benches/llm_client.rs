@@ -34,7 +34,7 @@ const LIMITS: [usize; 3] = [8, 32, 128];
 /// One rubric criterion and whether it is met.
 #[derive(Debug, Deserialize, JsonSchema)]
 struct CriterionAward {
-    #[schemars(length(max = 80))]
+    #[schemars(length(max = 60))]
     criterion: String,
     awarded: bool,
 }
@@ -42,11 +42,11 @@ struct CriterionAward {
 /// The grading shape the `llm` engine asks for.
 #[derive(Debug, Deserialize, JsonSchema)]
 struct Grade {
-    #[schemars(length(max = 300))]
+    #[schemars(length(max = 200))]
     rationale: String,
     criteria: Vec<CriterionAward>,
     score: u32,
-    #[schemars(length(max = 200))]
+    #[schemars(length(max = 150))]
     feedback: String,
 }
 
@@ -194,7 +194,7 @@ async fn run(llm: Arc<LlmClient>, calls: usize) -> (Duration, usize) {
     let schema = Arc::new(schema());
     let params = llm
         .default_params()
-        .max_tokens(200)
+        .max_tokens(400)
         .cache(CachePolicy::Never);
     let started = Instant::now();
     let tasks: Vec<_> = (0..calls)
@@ -235,7 +235,7 @@ async fn local_model(url: &str) {
     let llm = LlmClient::new(&settings.llm, db);
     let params = llm
         .default_params()
-        .max_tokens(200)
+        .max_tokens(400)
         .seed(1)
         .cache(CachePolicy::Never);
     let answers = [

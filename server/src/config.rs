@@ -16,16 +16,18 @@ use serde::{Deserialize, Serialize};
 /// test suite rather than to the server; they are not reported as unknown settings.
 const NON_SETTING_ENV: &[&str] = &[
     "cache",
+    "common_sh",
     "config",
+    "datasets",
     "llm_port",
     "llm_threads",
     "local_llm",
-    "test_db",
-    "test_pg_url",
-    "test_llm_url",
-    "test_minilm_dir",
-    "test_chromedriver",
+    "root",
+    "scripts",
 ];
+
+/// `GRADELAB_TEST_*` variables steer the test suite, never the server.
+const TEST_ENV_PREFIX: &str = "test_";
 
 /// Everything the server can be configured with.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -296,7 +298,12 @@ impl Settings {
             .merge(
                 Env::prefixed("GRADELAB_")
                     .split("__")
-                    .ignore(NON_SETTING_ENV),
+                    .ignore(NON_SETTING_ENV)
+                    .filter(|key| {
+                        !key.as_str()
+                            .to_ascii_lowercase()
+                            .starts_with(TEST_ENV_PREFIX)
+                    }),
             );
         let settings: Settings = figment.extract().map_err(Box::new)?;
         let given: serde_json::Value = figment.extract().map_err(Box::new)?;
@@ -377,6 +384,7 @@ mod tests {
             )?;
             jail.set_env("GRADELAB_SERVER__BIND", "127.0.0.1:9100");
             jail.set_env("GRADELAB_LLM__MODEL", "gpt-4o-mini");
+            jail.set_env("GRADELAB_TEST_SOMETHING_NEW", "only for the test suite");
             let (settings, unknown) =
                 Settings::load(Path::new("gradelab.toml")).map_err(|err| *err)?;
             assert_eq!(settings.server.bind.port(), 9100);

@@ -689,6 +689,10 @@ async fn an_llm_training_job_calibrates_with_the_real_local_model_and_respects_i
     );
     assert_eq!(epochs[0]["change"]["kind"], "base");
     assert_eq!(epochs[1]["change"]["kind"], "exemplars");
+    assert_eq!(
+        epochs[2]["change"]["kind"], "calibration",
+        "fitted on train predictions"
+    );
     for record in &epochs {
         assert_eq!(record["metrics"]["n"], 6);
     }

@@ -19,10 +19,10 @@ macro_rules! operation {
     ($name:ident, $path:tt) => {
         #[derive(GraphQLQuery)]
         #[graphql(
-                    schema_path = "../schema.graphql",
-                    query_path = $path,
-                    response_derives = "Serialize"
-                )]
+                            schema_path = "../schema.graphql",
+                            query_path = $path,
+                            response_derives = "Serialize"
+                        )]
         struct $name;
     };
 }

@@ -1,6 +1,7 @@
 //! Every network call of the web app: typed GraphQL operations over HTTP, file uploads,
 //! subscriptions over WebSocket, and the session token.
 
+pub mod answers;
 pub mod auth;
 pub mod dashboard;
 pub mod guides;
@@ -8,6 +9,7 @@ pub mod http;
 pub mod jobs;
 pub mod json;
 pub mod session;
+pub mod training;
 pub mod upload;
 pub mod ws;
 

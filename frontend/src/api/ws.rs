@@ -532,9 +532,15 @@ mod tests {
     #[test]
     fn builds_protocol_messages() {
         let init: Value = serde_json::from_str(&init_message(Some("a\"b"))).expect("JSON");
-        assert_eq!(init, json!({ "type": "connection_init", "payload": { "token": "a\"b" } }));
+        assert_eq!(
+            init,
+            json!({ "type": "connection_init", "payload": { "token": "a\"b" } })
+        );
         let anonymous: Value = serde_json::from_str(&init_message(None)).expect("JSON");
-        assert_eq!(anonymous, json!({ "type": "connection_init", "payload": {} }));
+        assert_eq!(
+            anonymous,
+            json!({ "type": "connection_init", "payload": {} })
+        );
         let handlers = Handlers {
             payload: Box::new(|| r#"{"query":"subscription { x }"}"#.to_owned()),
             next: Box::new(|_| {}),

@@ -27,7 +27,10 @@ pub fn decimal(value: f64, places: u32) -> String {
     let scale = 10i64.pow(places);
     let scaled = (value * scale as f64).round() as i64;
     let sign = if scaled < 0 { "-" } else { "" };
-    let (whole, fraction) = (scaled.unsigned_abs() / scale as u64, scaled.unsigned_abs() % scale as u64);
+    let (whole, fraction) = (
+        scaled.unsigned_abs() / scale as u64,
+        scaled.unsigned_abs() % scale as u64,
+    );
     if fraction == 0 {
         return format!("{sign}{whole}");
     }

@@ -2,6 +2,7 @@
 
 pub mod auth_card;
 pub mod badge;
+pub mod chart;
 pub mod empty_card;
 pub mod field;
 pub mod form_error;

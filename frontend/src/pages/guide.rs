@@ -192,6 +192,7 @@ fn GuideView(
                 <LiveBadge status=Signal::derive(move || { let s = status.get(); (s.label(), s.tone()) }) testid="guide-status" />
                 {filename.map(|name| view! { <span>{name}</span> })}
                 <span>"Added " <time datetime=created_at.clone()>{format::date_time(&created_at)}</time></span>
+                <a href=format!("/guides/{id}/answers") data-testid="answers-link">"Scored answers"</a>
             </p>
         </header>
         <FormError message=action_error testid="guide-action-error" />

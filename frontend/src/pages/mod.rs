@@ -1,5 +1,6 @@
 //! One module per route.
 
+pub mod answers;
 pub mod dashboard;
 pub mod guide;
 pub mod guides;
@@ -7,3 +8,4 @@ pub mod not_found;
 pub mod signin;
 pub mod signup;
 pub mod training;
+pub mod training_job;

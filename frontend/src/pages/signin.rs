@@ -22,7 +22,11 @@ pub fn SignInPage() -> impl IntoView {
             return;
         }
         pending.set(true);
-        let (email, password) = (email.get_untracked().trim().to_owned(), password.get_untracked());
+        error.set(None);
+        let (email, password) = (
+            email.get_untracked().trim().to_owned(),
+            password.get_untracked(),
+        );
         spawn_local(async move {
             // On success the session signal changes and the app leaves this page.
             if let Err(failure) = auth::sign_in(email, password).await {

@@ -30,6 +30,7 @@ pub fn SignUpPage() -> impl IntoView {
             return;
         }
         pending.set(true);
+        error.set(None);
         let account = NewAccount {
             email: email.get_untracked().trim().to_owned(),
             password: password.get_untracked(),

@@ -664,86 +664,91 @@ impl LlmTrainer {
     }
 
     /// The change tried in `epoch` (≥ 1), from the best config so far. Deterministic, so a
-    /// resumed job tries what the lost run would have.
+    /// resumed job tries what the lost run would have. The cycle of five alternates prompt
+    /// changes (which cost validation calls) with calibration fits (which cost only the
+    /// calibration sample's calls) and never proposes the change it just rejected:
+    /// 1. exemplars: the nearest ones when the best grader has none, else one more (or
+    ///    fewer) per prompt;
+    /// 2. a calibration refit (the configured method first);
+    /// 3. another exemplar set: a fixed draw per item instead of the nearest, or back;
+    /// 4. a refit with the other calibration method;
+    /// 5. a fresh fixed draw of one exemplar fewer (or of the default count).
     fn propose(&self, epoch: u32, best: &LlmGraderConfig) -> LlmProposal {
         let max = self.params.max_exemplars.max(1);
         let default_count = self.params.exemplars.clamp(1, max).max(3.min(max));
-        if best.exemplars.strategy == ExemplarStrategy::None {
-            let mut config = best.clone();
-            config.exemplars = ExemplarSettings {
-                strategy: ExemplarStrategy::Nearest,
-                count: default_count,
-                fixed: BTreeMap::new(),
-                pool: self.pool.clone(),
-            };
-            let description = format!(
-                "add {} exemplars per prompt: the teacher's marked train answers nearest to each answer, covering score levels",
-                default_count
-            );
-            return LlmProposal::Config(config, Change::new("exemplars", description));
-        }
-        let other = match self.params.calibration {
-            CalibrationMethod::Linear => CalibrationMethod::Isotonic,
-            _ => CalibrationMethod::Linear,
-        };
+        let seed = self.params.seed.wrapping_add(u64::from(epoch));
         let first = match self.params.calibration {
             CalibrationMethod::None => CalibrationMethod::Isotonic,
             method => method,
         };
+        let other = match first {
+            CalibrationMethod::Linear => CalibrationMethod::Isotonic,
+            _ => CalibrationMethod::Linear,
+        };
+        let zero_shot = best.exemplars.strategy == ExemplarStrategy::None;
+        let with = |strategy: ExemplarStrategy, count: usize| {
+            let mut config = best.clone();
+            config.exemplars = ExemplarSettings {
+                strategy,
+                count,
+                fixed: if strategy == ExemplarStrategy::Fixed {
+                    choose_fixed(&self.pool, count, seed)
+                } else {
+                    BTreeMap::new()
+                },
+                pool: self.pool.clone(),
+            };
+            config
+        };
         match epoch % 5 {
-            // Calibration first: it costs only train calls.
-            1 | 2 if best.calibration.method() != first => LlmProposal::Calibrate(first),
-            1 | 2 => LlmProposal::Calibrate(other),
+            1 if zero_shot => LlmProposal::Config(
+                with(ExemplarStrategy::Nearest, default_count),
+                Change::new(
+                    "exemplars",
+                    format!(
+                        "add {default_count} exemplars per prompt: the teacher's marked train answers nearest to each answer, covering score levels"
+                    ),
+                ),
+            ),
+            1 => {
+                let from = best.exemplars.count;
+                let count = if from < max { from + 1 } else { from.saturating_sub(1).max(1) };
+                LlmProposal::Config(
+                    with(best.exemplars.strategy, count),
+                    Change::new("exemplar_count", format!("{from} → {count} exemplars per prompt")),
+                )
+            }
+            2 | 4 => {
+                let preferred = if epoch % 5 == 2 { first } else { other };
+                let method = if best.calibration.method() == preferred {
+                    if preferred == first { other } else { first }
+                } else {
+                    preferred
+                };
+                LlmProposal::Calibrate(method)
+            }
             3 => {
-                let mut config = best.clone();
-                let count = if best.exemplars.count < max {
-                    best.exemplars.count + 1
+                let count = if zero_shot { default_count } else { best.exemplars.count };
+                let (strategy, description) = match best.exemplars.strategy {
+                    ExemplarStrategy::Fixed => (
+                        ExemplarStrategy::Nearest,
+                        format!("the {count} nearest exemplars instead of a fixed set"),
+                    ),
+                    _ => (
+                        ExemplarStrategy::Fixed,
+                        format!("a fixed set of {count} exemplars per item, covering score levels (draw {seed})"),
+                    ),
+                };
+                LlmProposal::Config(with(strategy, count), Change::new("exemplar_set", description))
+            }
+            _ => {
+                let count = if zero_shot {
+                    default_count
                 } else {
                     best.exemplars.count.saturating_sub(1).max(1)
                 };
-                config.exemplars.count = count;
-                if config.exemplars.strategy == ExemplarStrategy::Fixed {
-                    config.exemplars.fixed = choose_fixed(&self.pool, count, self.params.seed);
-                }
                 LlmProposal::Config(
-                    config,
-                    Change::new(
-                        "exemplar_count",
-                        format!("{} → {count} exemplars per prompt", best.exemplars.count),
-                    ),
-                )
-            }
-            4 => {
-                let mut config = best.clone();
-                let seed = self.params.seed.wrapping_add(u64::from(epoch));
-                let (strategy, description) = match best.exemplars.strategy {
-                    ExemplarStrategy::Nearest => (
-                        ExemplarStrategy::Fixed,
-                        format!("a fixed set of {} exemplars per item (draw {seed}) instead of the nearest", best.exemplars.count),
-                    ),
-                    _ => (
-                        ExemplarStrategy::Nearest,
-                        format!("the {} nearest exemplars instead of a fixed set", best.exemplars.count),
-                    ),
-                };
-                config.exemplars.strategy = strategy;
-                config.exemplars.pool = self.pool.clone();
-                config.exemplars.fixed = if strategy == ExemplarStrategy::Fixed {
-                    choose_fixed(&self.pool, best.exemplars.count, seed)
-                } else {
-                    BTreeMap::new()
-                };
-                LlmProposal::Config(config, Change::new("exemplar_set", description))
-            }
-            _ => {
-                let mut config = best.clone();
-                let count = best.exemplars.count.saturating_sub(1).max(1);
-                let seed = self.params.seed.wrapping_add(u64::from(epoch));
-                config.exemplars.count = count;
-                config.exemplars.strategy = ExemplarStrategy::Fixed;
-                config.exemplars.fixed = choose_fixed(&self.pool, count, seed);
-                LlmProposal::Config(
-                    config,
+                    with(ExemplarStrategy::Fixed, count),
                     Change::new(
                         "exemplar_set",
                         format!("a new fixed draw of {count} exemplars per item (draw {seed})"),
@@ -2187,6 +2192,88 @@ mod tests {
             m(Some(0.1), 0.3).better_than(&m(None, 0.1)),
             "undefined QWK counts as 0"
         );
+    }
+
+    fn trainer() -> LlmTrainer {
+        let settings = crate::config::LlmSettings::default();
+        let client = std::sync::Arc::new(crate::llm::LlmClient::new(
+            &settings,
+            sea_orm::DatabaseConnection::default(),
+        ));
+        let params = TrainingParams {
+            engine: Engine::Llm,
+            max_exemplars: 4,
+            ..TrainingParams::default()
+        };
+        let base = LlmGraderConfig {
+            provider: "llamacpp".into(),
+            model: "local".into(),
+            temperature: 0.0,
+            max_tokens: 96,
+            seed: 42,
+            prompt: PromptInfo::default(),
+            exemplars: ExemplarSettings::default(),
+            calibration: Calibration::Identity,
+        };
+        let grading = LlmGrading::new(
+            client.clone(),
+            client.default_params(),
+            GradingContext {
+                user_id: 1,
+                job_id: None,
+            },
+            base,
+            None,
+        );
+        LlmTrainer {
+            grading,
+            params,
+            pool: BTreeMap::new(),
+            calibration_sample: Vec::new(),
+            cache: HashMap::new(),
+        }
+    }
+
+    fn kind(p: &LlmProposal) -> String {
+        match p {
+            LlmProposal::Config(config, change) => format!(
+                "{}:{}:{}",
+                change.kind,
+                config.exemplars.strategy.as_str(),
+                config.exemplars.count
+            ),
+            LlmProposal::Calibrate(method) => format!("calibration:{}", method.as_str()),
+        }
+    }
+
+    #[test]
+    fn llm_changes_alternate_prompts_and_calibration_without_repeating_a_rejection() {
+        let t = trainer();
+        let zero_shot = t.base_config("local".into(), "llamacpp".into());
+        let kinds: Vec<String> = (1..=5).map(|e| kind(&t.propose(e, &zero_shot))).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "exemplars:nearest:3",
+                "calibration:isotonic",
+                "exemplar_set:fixed:3",
+                "calibration:linear",
+                "exemplar_set:fixed:3",
+            ]
+        );
+        // With exemplars and an isotonic calibration kept, the next changes build on them.
+        let mut best = zero_shot;
+        best.exemplars.strategy = ExemplarStrategy::Nearest;
+        best.exemplars.count = 3;
+        best.calibration = Calibration::fit(CalibrationMethod::Isotonic, &[(0.0, 0.1), (1.0, 0.9)]);
+        assert_eq!(kind(&t.propose(6, &best)), "exemplar_count:nearest:4");
+        assert_eq!(
+            kind(&t.propose(7, &best)),
+            "calibration:linear",
+            "not the method it has"
+        );
+        assert_eq!(kind(&t.propose(8, &best)), "exemplar_set:fixed:3");
+        assert_eq!(kind(&t.propose(10, &best)), "exemplar_set:fixed:2");
     }
 
     #[test]

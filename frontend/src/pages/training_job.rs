@@ -1,0 +1,118 @@
+//! `/training/:id`: one training job, live: progress, the learning curve redrawn as each
+//! `epoch` event arrives, the epochs table, the event log and cancel.
+
+use leptos::{either::EitherOf3, prelude::*, task::spawn_local};
+
+use crate::api::jobs::JobEvent;
+use crate::api::training::{self, EpochPoint, JobInfo};
+use crate::api::ApiError;
+use crate::components::{
+    chart::learning_curve, format, job_monitor::JobMonitor, keyed::keyed,
+    page_title::set_page_title,
+};
+
+/// The page of training job `id`.
+#[component]
+pub fn TrainingJobPage(id: String) -> impl IntoView {
+    set_page_title("Training job");
+    let loaded = RwSignal::new(None::<Result<JobInfo, ApiError>>);
+    let job_id = id.clone();
+    spawn_local(async move { loaded.set(Some(training::job(job_id).await)) });
+
+    let body = move |ready: bool| {
+        let problem = |text: String| view! { <p class="form-error" role="alert" data-testid="job-missing">{text}</p> };
+        match loaded.get_untracked().filter(|_| ready) {
+            None => EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading…"</p> }),
+            Some(Ok(job)) if job.training => EitherOf3::C(view! { <Live id=id.clone() job=job /> }),
+            Some(Ok(_)) => EitherOf3::B(problem("That job is not a training job.".to_owned())),
+            Some(Err(error)) => EitherOf3::B(problem(error.message)),
+        }
+    };
+
+    view! {
+        <main class="content" id="main" tabindex="-1" data-testid="training-job-page">
+            <nav class="breadcrumb" aria-label="Breadcrumb">
+                <a href="/training">"Training"</a>
+            </nav>
+            {keyed(move || loaded.with(Option::is_some), body)}
+        </main>
+    }
+}
+
+#[component]
+fn Live(id: String, job: JobInfo) -> impl IntoView {
+    let points = RwSignal::new(Vec::<EpochPoint>::new());
+    let on_event = move |event: JobEvent| {
+        if let Some(point) = EpochPoint::from_event(&event) {
+            points.update(|all| all.push(point));
+        }
+    };
+    let guide_link = job.guide_id.map(|guide| {
+        view! {
+            <a href=format!("/guides/{guide}") data-testid="job-guide">"Open the guide"</a>
+        }
+    });
+    let rows = move || {
+        points
+            .get_untracked()
+            .into_iter()
+            .map(|p| {
+                let show = |v: Option<f64>| v.map_or("–".to_owned(), |v| format::decimal(v, 3));
+                view! {
+                    <tr data-testid="epoch-row" class:best=p.epoch == p.best_epoch>
+                        <th scope="row" class="num">{p.epoch}</th>
+                        <td>{p.change}</td>
+                        <td>{if p.kept { "Kept" } else { "Rejected" }}</td>
+                        <td class="num">{show(p.qwk)}</td>
+                        <td class="num">{show(p.mae)}</td>
+                        <td class="num">{show(p.exact)}</td>
+                        <td class="num">{format::count(p.tokens)}</td>
+                    </tr>
+                }
+            })
+            .collect_view()
+    };
+
+    view! {
+        <header class="page-head">
+            <h1>{format!("Training job {id}")}</h1>
+            <p class="meta">
+                <span>"Started " <time datetime=job.created_at.clone()>{format::date_time(&job.created_at)}</time></span>
+                {guide_link}
+            </p>
+        </header>
+        {job.error.map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
+        <section class="card" aria-label="Progress">
+            <JobMonitor
+                job_id=id
+                status=job.status
+                progress=job.progress
+                label="Training"
+                on_event=on_event
+                on_finish=|_| {}
+            />
+        </section>
+        <section class="card" data-testid="learning-curve" aria-labelledby="curve-title">
+            <h2 id="curve-title">"Learning curve"</h2>
+            <p class="hint">"Agreement with your marks on the validation answers after each epoch; epoch 0 is the untrained grader."</p>
+            {keyed(move || points.with(Vec::len), move |_| learning_curve(points.get_untracked()))}
+            <div class="table-wrap">
+                <table class="table compact" data-testid="epochs">
+                    <caption class="visually-hidden">"Epochs"</caption>
+                    <thead>
+                        <tr>
+                            <th scope="col" class="num">"Epoch"</th>
+                            <th scope="col">"Change tried"</th>
+                            <th scope="col">"Outcome"</th>
+                            <th scope="col" class="num">"QWK"</th>
+                            <th scope="col" class="num">"MAE"</th>
+                            <th scope="col" class="num">"Exact"</th>
+                            <th scope="col" class="num">"Tokens"</th>
+                        </tr>
+                    </thead>
+                    <tbody>{keyed(move || points.with(Vec::len), move |_| rows())}</tbody>
+                </table>
+            </div>
+        </section>
+    }
+}
