@@ -3,7 +3,9 @@
 #
 # Needs Debian's rustc-web 1.96 toolchain (rust-toolchain.toml points at /usr);
 # installs it with apt when missing and running as root. Installs wasm-bindgen-cli,
-# at exactly the version in Cargo.lock, under $GRADELAB_CACHE/bin. Idempotent.
+# at exactly the version in Cargo.lock, under $GRADELAB_CACHE/bin, and binaryen's
+# wasm-opt 132 from npm under $GRADELAB_CACHE/npm (Debian's binaryen 108 breaks the
+# output; without npm the wasm is left unoptimised). Idempotent.
 #
 # Environment: GRADELAB_CACHE (default ~/.cache/gradelab), CARGO_TARGET_DIR
 # (default $GRADELAB_CACHE/frontend-target).
@@ -62,8 +64,26 @@ ensure_wasm_bindgen() {
     cargo install wasm-bindgen-cli --version "=$want" --root "$cache" --force)
 }
 
+# binaryen's wasm-opt, version 132 (npm package `binaryen`); empty when it cannot be had.
+binaryen_version=132.0.0
+ensure_wasm_opt() {
+  wasm_opt="$cache/npm/node_modules/.bin/wasm-opt"
+  if [[ -x $wasm_opt ]] && "$wasm_opt" --version | grep -q "version ${binaryen_version%%.*}"; then
+    return
+  fi
+  if ! command -v npm >/dev/null; then
+    log "npm not found: skipping wasm-opt (the wasm is about 1 % larger)"
+    wasm_opt=""
+    return
+  fi
+  log "installing binaryen $binaryen_version (wasm-opt) into $cache/npm"
+  mkdir -p "$cache/npm"
+  npm install --prefix "$cache/npm" --no-audit --no-fund --loglevel=error "binaryen@$binaryen_version"
+}
+
 ensure_debian_toolchain
 ensure_wasm_bindgen
+ensure_wasm_opt
 
 log "building $crate (release, wasm32)"
 (cd "$here" && CARGO_TARGET_DIR="$target_dir" cargo build --release)
@@ -77,5 +97,13 @@ mkdir -p "$dist"
 cp "$here/index.html" "$here/style.css" "$dist/"
 
 wasm="$dist/${crate}_bg.wasm"
+if [[ -n $wasm_opt ]]; then
+  log "optimising with $("$wasm_opt" --version)"
+  # The features rustc 1.96 enables for wasm32-unknown-unknown.
+  "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$wasm" -o "$wasm.opt"
+  mv "$wasm.opt" "$wasm"
+fi
 printf 'wasm: %s bytes, %s bytes gzipped (-9)\n' \
   "$(wc -c <"$wasm")" "$(gzip -9c "$wasm" | wc -c)"

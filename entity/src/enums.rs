@@ -99,6 +99,12 @@ pub enum JobKind {
     /// Build an HTML report.
     #[sea_orm(string_value = "report")]
     Report,
+    /// Split a student's whole script into one answer per guide item with the LLM.
+    #[sea_orm(string_value = "script_split")]
+    ScriptSplit,
+    /// Write synthetic answers at chosen score levels with the LLM.
+    #[sea_orm(string_value = "synthesis")]
+    Synthesis,
 }
 
 /// Life cycle of a background job.
@@ -157,7 +163,14 @@ impl_as_str! {
     GuideStatus { Pending => "pending", Extracting => "extracting", Ready => "ready", Failed => "failed" }
     Split { Train => "train", Validation => "validation", Test => "test", Unassigned => "unassigned" }
     Engine { Llm => "llm", Similarity => "similarity", Ensemble => "ensemble" }
-    JobKind { Extraction => "extraction", Training => "training", TestRun => "test_run", Report => "report" }
+    JobKind {
+        Extraction => "extraction",
+        Training => "training",
+        TestRun => "test_run",
+        Report => "report",
+        ScriptSplit => "script_split",
+        Synthesis => "synthesis",
+    }
     JobStatus {
         Queued => "queued",
         Running => "running",

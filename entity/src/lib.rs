@@ -8,6 +8,7 @@
 pub mod enums;
 mod timestamps;
 
+pub mod answer_suggestions;
 pub mod answers;
 pub mod grader_versions;
 pub mod graders;

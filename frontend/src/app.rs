@@ -1,12 +1,21 @@
 //! The root component: the route table, with the sign-in guard.
 
-use leptos::{either::EitherOf10, prelude::*};
+use leptos::{either::EitherOf14, prelude::*};
 
 use crate::api::session;
 use crate::components::{keyed::keyed, shell::TopBar};
 use crate::pages::{
-    answers::AnswersPage, dashboard::DashboardPage, guide::GuidePage, guides::GuidesPage,
-    not_found::NotFoundPage, signin::SignInPage, signup::SignUpPage, training::TrainingPage,
+    answers::AnswersPage,
+    dashboard::DashboardPage,
+    guide::GuidePage,
+    guides::GuidesPage,
+    not_found::NotFoundPage,
+    reports::{ReportPage, ReportsPage},
+    settings::SettingsPage,
+    signin::SignInPage,
+    signup::SignUpPage,
+    test_run::TestRunPage,
+    training::TrainingPage,
     training_job::TrainingJobPage,
 };
 use crate::router;
@@ -22,6 +31,10 @@ enum Route {
     Answers(String),
     Training,
     TrainingJob(String),
+    Settings,
+    TestRun(String),
+    Reports,
+    Report(String),
     NotFound,
     /// Somewhere else first: guests to `/signin`, members away from the sign-in pages.
     Redirect(&'static str),
@@ -37,6 +50,10 @@ fn route(path: &str, signed_in: bool) -> Route {
         ["guides", id, "answers"] => Route::Answers((*id).to_owned()),
         ["training"] => Route::Training,
         ["training", id] => Route::TrainingJob((*id).to_owned()),
+        ["settings"] => Route::Settings,
+        ["test-runs", id] => Route::TestRun((*id).to_owned()),
+        ["reports"] => Route::Reports,
+        ["reports", id] => Route::Report((*id).to_owned()),
         _ => return Route::NotFound,
     };
     match (page, signed_in) {
@@ -49,19 +66,23 @@ fn route(path: &str, signed_in: bool) -> Route {
 
 fn page(route: Route) -> impl IntoView {
     match route {
-        Route::SignIn => EitherOf10::A(view! { <SignInPage /> }),
-        Route::SignUp => EitherOf10::B(view! { <SignUpPage /> }),
-        Route::Dashboard => EitherOf10::C(view! { <DashboardPage /> }),
-        Route::Guides => EitherOf10::D(view! { <GuidesPage /> }),
-        Route::Guide(id) => EitherOf10::E(view! { <GuidePage id=id /> }),
-        Route::Answers(id) => EitherOf10::F(view! { <AnswersPage id=id /> }),
-        Route::Training => EitherOf10::G(view! { <TrainingPage /> }),
-        Route::TrainingJob(id) => EitherOf10::H(view! { <TrainingJobPage id=id /> }),
-        Route::NotFound => EitherOf10::I(view! { <NotFoundPage /> }),
+        Route::SignIn => EitherOf14::A(view! { <SignInPage /> }),
+        Route::SignUp => EitherOf14::B(view! { <SignUpPage /> }),
+        Route::Dashboard => EitherOf14::C(view! { <DashboardPage /> }),
+        Route::Guides => EitherOf14::D(view! { <GuidesPage /> }),
+        Route::Guide(id) => EitherOf14::E(view! { <GuidePage id=id /> }),
+        Route::Answers(id) => EitherOf14::F(view! { <AnswersPage id=id /> }),
+        Route::Training => EitherOf14::G(view! { <TrainingPage /> }),
+        Route::TrainingJob(id) => EitherOf14::H(view! { <TrainingJobPage id=id /> }),
+        Route::Settings => EitherOf14::I(view! { <SettingsPage /> }),
+        Route::TestRun(id) => EitherOf14::J(view! { <TestRunPage id=id /> }),
+        Route::Reports => EitherOf14::K(view! { <ReportsPage /> }),
+        Route::Report(id) => EitherOf14::L(view! { <ReportPage id=id /> }),
+        Route::NotFound => EitherOf14::M(view! { <NotFoundPage /> }),
         Route::Redirect(to) => {
             // After this render: the new path renders its own page.
             queue_microtask(move || router::redirect(to));
-            EitherOf10::J(())
+            EitherOf14::N(())
         }
     }
 }

@@ -16,6 +16,7 @@ mod m20261125_000007_create_graders;
 mod m20261125_000008_create_test_runs;
 mod m20261125_000009_create_reports;
 mod m20261125_000010_create_llm_calls;
+mod m20261125_000011_create_answer_suggestions;
 
 /// Every table the migrations create, in creation (foreign-key) order.
 pub const TABLES: &[&str] = &[
@@ -35,6 +36,7 @@ pub const TABLES: &[&str] = &[
     "reports",
     "llm_calls",
     "llm_cache",
+    "answer_suggestions",
 ];
 
 /// All GradeLab migrations, oldest first.
@@ -54,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000008_create_test_runs::Migration),
             Box::new(m20261125_000009_create_reports::Migration),
             Box::new(m20261125_000010_create_llm_calls::Migration),
+            Box::new(m20261125_000011_create_answer_suggestions::Migration),
         ]
     }
 }

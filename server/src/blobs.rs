@@ -6,9 +6,19 @@
 //! stray temporary file (swept on start-up by [`BlobStore::sweep_tmp`]). Identical
 //! content is stored once; [`Put::created`] tells a caller whether it must remove the
 //! blob again when the rest of its work fails.
+//!
+//! Several server replicas share one store by pointing their data directories at the same
+//! volume (one machine, or a network file system such as NFS/EFS across machines): keys are
+//! content hashes, a write is a rename within the store, and two replicas writing the same
+//! bytes at once both succeed with identical files. Start-up therefore sweeps only temporary
+//! files older than [`STALE_TMP`], never another replica's write in progress.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Age after which a temporary file is taken for the leftover of an interrupted write.
+pub const STALE_TMP: Duration = Duration::from_secs(3600);
 
 use sha2::{Digest, Sha256};
 
@@ -119,8 +129,15 @@ impl BlobStore {
         }
     }
 
-    /// Removes temporary files left by writes that were interrupted (a crash mid-write).
+    /// Removes temporary files left by writes that were interrupted (a crash mid-write):
+    /// those older than [`STALE_TMP`], so a replica sharing the store keeps its writes in
+    /// progress.
     pub fn sweep_tmp(&self) -> std::io::Result<usize> {
+        self.sweep_tmp_older_than(STALE_TMP)
+    }
+
+    /// Removes temporary files last modified more than `age` ago.
+    pub fn sweep_tmp_older_than(&self, age: Duration) -> std::io::Result<usize> {
         let dir = self.root.join("tmp");
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -129,7 +146,13 @@ impl BlobStore {
         };
         let mut removed = 0;
         for entry in entries.flatten() {
-            if std::fs::remove_file(entry.path()).is_ok() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|elapsed| elapsed >= age);
+            if stale && std::fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
         }
@@ -161,6 +184,19 @@ mod tests {
         // Only the empty tmp directory is left.
         let left: Vec<_> = std::fs::read_dir(dir.path())?.flatten().collect();
         assert_eq!(left.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn sweeping_spares_a_fresh_temp_file_of_another_replica() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = BlobStore::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("tmp"))?;
+        std::fs::write(dir.path().join("tmp/.tmpInFlight"), b"half a file")?;
+        assert_eq!(store.sweep_tmp()?, 0, "a write in progress is kept");
+        assert!(dir.path().join("tmp/.tmpInFlight").exists());
+        assert_eq!(store.sweep_tmp_older_than(Duration::ZERO)?, 1);
+        assert!(!dir.path().join("tmp/.tmpInFlight").exists());
         Ok(())
     }
 

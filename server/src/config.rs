@@ -119,11 +119,27 @@ impl Default for GuideSettings {
 pub struct JobSettings {
     /// Jobs this process runs at the same time.
     pub workers: usize,
+    /// Seconds a claimed job's lease lasts without a heartbeat; when a replica dies, another
+    /// one takes its jobs over this long after its last heartbeat.
+    pub lease_secs: u64,
+    /// Seconds between heartbeats that renew a running job's lease (well below `lease_secs`).
+    pub heartbeat_secs: u64,
+    /// Milliseconds an idle worker waits before looking for work it was not told about.
+    pub poll_ms: u64,
+    /// Seconds a running job may take to finish after SIGTERM before its current call is
+    /// dropped and its lease handed back for another replica to resume.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for JobSettings {
     fn default() -> Self {
-        Self { workers: 2 }
+        Self {
+            workers: 2,
+            lease_secs: 30,
+            heartbeat_secs: 10,
+            poll_ms: 2_000,
+            shutdown_grace_secs: 10,
+        }
     }
 }
 

@@ -25,6 +25,10 @@ pub enum ErrorCode {
     NotFound,
     /// The input is invalid; the message says how.
     BadUserInput,
+    /// The request is not a GraphQL document.
+    GraphqlParseFailed,
+    /// The document does not fit the schema or exceeds a depth, complexity or size limit.
+    GraphqlValidationFailed,
     /// The same content already exists; the message names it.
     Duplicate,
     /// Too many requests; try again later.
@@ -43,6 +47,8 @@ impl ErrorCode {
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound => "NOT_FOUND",
             Self::BadUserInput => "BAD_USER_INPUT",
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::Duplicate => "DUPLICATE",
             Self::RateLimited => "RATE_LIMITED",
             Self::Upstream => "UPSTREAM",

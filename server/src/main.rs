@@ -1,4 +1,4 @@
-//! The `gradelab` command: serve the app, export the GraphQL schema, run migrations.
+//! The `gradelab` command: serve the app, export the GraphQL schema, run migrations, evaluate a grader on a dataset.
 
 use std::path::PathBuf;
 
@@ -26,6 +26,9 @@ enum Command {
     ExportSchema,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Train and test a grader on a dataset directory (items.jsonl + answers.jsonl) on a
+    /// temporary database, and print the metrics: no server, no browser.
+    Eval(gradelab::eval::EvalArgs),
 }
 
 #[tokio::main]
@@ -37,6 +40,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let (settings, unknown) = Settings::load(&cli.config)
         .with_context(|| format!("reading configuration ({})", cli.config.display()))?;
+    if let Some(Command::Eval(args)) = cli.command {
+        // Standard output carries the table or JSON; logs go to standard error.
+        init_eval_logs();
+        for key in unknown {
+            tracing::warn!(key, "unknown configuration key ignored");
+        }
+        return gradelab::eval::run(settings, args).await;
+    }
     gradelab::telemetry::init(settings.telemetry.json);
     for key in unknown {
         tracing::warn!(key, "unknown configuration key ignored");
@@ -49,8 +60,25 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::ExportSchema => Ok(()),
+        Command::ExportSchema | Command::Eval(_) => Ok(()),
     }
+}
+
+/// Warnings (and `RUST_LOG`) on standard error, for `gradelab eval` (start-up notes about
+/// serving the web app do not apply to it).
+fn init_eval_logs() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,gradelab::startup=error"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .try_init();
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

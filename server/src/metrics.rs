@@ -290,6 +290,160 @@ pub fn confusion_counts(teacher: &[i64], predicted: &[i64], lo: i64, hi: i64) ->
     counts
 }
 
+/// Agreement per group (per item, per split, …): `pairs` tagged with their group key.
+pub fn per_group<K: Ord + Clone>(
+    pairs: &[(K, ScorePair)],
+) -> std::collections::BTreeMap<K, AgreementReport> {
+    let mut groups: std::collections::BTreeMap<K, Vec<ScorePair>> =
+        std::collections::BTreeMap::new();
+    for (key, pair) in pairs {
+        groups.entry(key.clone()).or_default().push(*pair);
+    }
+    groups
+        .into_iter()
+        .map(|(key, pairs)| (key, AgreementReport::compute(&pairs)))
+        .collect()
+}
+
+/// How much repeated gradings of the same answers disagree with each other.
+///
+/// Each answer contributes its marks over the repeats; answers graded fewer than twice are
+/// left out. `spread` is `(max − min) / max_marks`; `sd` is the population standard
+/// deviation of the normalised marks (`numpy.std(ddof=0)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct VarianceReport {
+    /// Most gradings any answer got.
+    pub repeats: usize,
+    /// Answers graded at least twice.
+    pub n: usize,
+    /// Share of those answers whose gradings are not all the same mark.
+    pub flip_rate: Option<f64>,
+    /// Mean normalised spread (max − min over max marks).
+    pub mean_spread: Option<f64>,
+    /// Largest normalised spread.
+    pub max_spread: Option<f64>,
+    /// Mean population standard deviation of the normalised marks.
+    pub mean_sd: Option<f64>,
+}
+
+/// Normalised spread of one answer's repeated marks: `(max − min) / max_marks`.
+pub fn spread(marks: &[f64], max_marks: f64) -> f64 {
+    let hi = marks.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let lo = marks.iter().copied().fold(f64::INFINITY, f64::min);
+    if marks.is_empty() {
+        0.0
+    } else {
+        normalise(hi - lo, max_marks)
+    }
+}
+
+impl VarianceReport {
+    /// The report for `answers`: each answer's marks over the repeats and its maximum mark.
+    pub fn compute(answers: &[(Vec<f64>, f64)]) -> Self {
+        let repeated: Vec<&(Vec<f64>, f64)> =
+            answers.iter().filter(|(m, _)| m.len() >= 2).collect();
+        let flips = repeated.iter().map(|(marks, _)| {
+            let first = marks[0];
+            f64::from(u8::from(marks.iter().any(|m| (m - first).abs() > EPS)))
+        });
+        let spreads: Vec<f64> = repeated.iter().map(|(m, max)| spread(m, *max)).collect();
+        let sds = repeated.iter().map(|(marks, max)| {
+            let norm: Vec<f64> = marks.iter().map(|m| normalise(*m, *max)).collect();
+            let mu = norm.iter().sum::<f64>() / norm.len() as f64;
+            (norm.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / norm.len() as f64).sqrt()
+        });
+        Self {
+            repeats: answers.iter().map(|(m, _)| m.len()).max().unwrap_or(0),
+            n: repeated.len(),
+            flip_rate: mean(flips),
+            mean_spread: mean(spreads.iter().copied()),
+            max_spread: spreads.iter().copied().reduce(f64::max),
+            mean_sd: mean(sds),
+        }
+    }
+}
+
+/// Lower-cased alphanumeric words of a text.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Jaccard overlap of the two texts' word sets: |A ∩ B| / |A ∪ B| (0 when both are empty).
+pub fn word_jaccard(a: &str, b: &str) -> f64 {
+    let a: std::collections::HashSet<String> = words(a).into_iter().collect();
+    let b: std::collections::HashSet<String> = words(b).into_iter().collect();
+    let union = a.union(&b).count();
+    if union == 0 {
+        0.0
+    } else {
+        a.intersection(&b).count() as f64 / union as f64
+    }
+}
+
+/// Shorter word count over longer word count (0 when either text has no words).
+pub fn length_ratio(a: &str, b: &str) -> f64 {
+    let (x, y) = (words(a).len() as f64, words(b).len() as f64);
+    if x == 0.0 || y == 0.0 {
+        0.0
+    } else {
+        x.min(y) / x.max(y)
+    }
+}
+
+/// The consistency heuristic of an answer against the model answer, 0–1: the mean of
+/// [`word_jaccard`] and [`length_ratio`]. `None` when the model answer has no words.
+pub fn consistency(answer: &str, model_answer: &str) -> Option<f64> {
+    if words(model_answer).is_empty() {
+        return None;
+    }
+    Some((word_jaccard(answer, model_answer) + length_ratio(answer, model_answer)) / 2.0)
+}
+
+/// The response-quality heuristic of an answer, each part in 0–1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct ResponseQuality {
+    /// `min(words / 20, 1)`: a short answer of 20 words or more is long enough.
+    pub length: f64,
+    /// `min(sentences, 3) / 3`: sentences are runs of words ended by `.`, `!`, `?`, `;`
+    /// or a line break.
+    pub structure: f64,
+    /// Distinct words over words (type-token ratio).
+    pub vocabulary: f64,
+    /// Share of sentences with 3 to 40 words (neither fragments nor run-ons).
+    pub coherence: f64,
+    /// Mean of the four.
+    pub overall: f64,
+}
+
+/// The response-quality heuristic (length, structure, vocabulary, coherence) of an answer.
+pub fn response_quality(answer: &str) -> ResponseQuality {
+    let all = words(answer);
+    if all.is_empty() {
+        return ResponseQuality::default();
+    }
+    let sentences: Vec<usize> = answer
+        .split(['.', '!', '?', ';', '\n'])
+        .map(|s| words(s).len())
+        .filter(|n| *n > 0)
+        .collect();
+    let distinct: std::collections::HashSet<&String> = all.iter().collect();
+    let length = (all.len() as f64 / 20.0).min(1.0);
+    let structure = sentences.len().min(3) as f64 / 3.0;
+    let vocabulary = distinct.len() as f64 / all.len() as f64;
+    let coherence = sentences.iter().filter(|n| (3..=40).contains(*n)).count() as f64
+        / sentences.len().max(1) as f64;
+    ResponseQuality {
+        length,
+        structure,
+        vocabulary,
+        coherence,
+        overall: (length + structure + vocabulary + coherence) / 4.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,5 +548,95 @@ mod tests {
             average_ranks(&[3.0, 1.0, 3.0, 2.0]),
             vec![3.5, 1.0, 3.5, 2.0]
         );
+    }
+
+    /// Reference values from plain Python (`statistics.pstdev`, `re.split`), computed
+    /// independently of this code:
+    /// `answers=[([1,1,1],1),([0,1,0.5],1),([2,2],4),([3,1,2],4),([0.5],1)]`.
+    #[test]
+    fn flip_rate_and_spread_match_python() {
+        let answers = vec![
+            (vec![1.0, 1.0, 1.0], 1.0),
+            (vec![0.0, 1.0, 0.5], 1.0),
+            (vec![2.0, 2.0], 4.0),
+            (vec![3.0, 1.0, 2.0], 4.0),
+            (vec![0.5], 1.0),
+        ];
+        let v = VarianceReport::compute(&answers);
+        assert_eq!((v.repeats, v.n), (3, 4), "the single grading is left out");
+        close("variance", "flip rate", v.flip_rate, 0.5);
+        close("variance", "mean spread", v.mean_spread, 0.375);
+        close("variance", "max spread", v.max_spread, 1.0);
+        close("variance", "mean sd", v.mean_sd, 0.15309310892394862);
+        assert_eq!(VarianceReport::compute(&[(vec![1.0], 1.0)]).flip_rate, None);
+    }
+
+    #[test]
+    fn consistency_and_quality_heuristics_match_python() {
+        let answer =
+            "Binary encoding is efficient. Clocks are perfect, so no self-clocking is needed!";
+        let reference = "Binary encoding, as it is the most efficient; clocks are perfect.";
+        close(
+            "heuristics",
+            "jaccard",
+            Some(word_jaccard(answer, reference)),
+            0.4375,
+        );
+        close(
+            "heuristics",
+            "length ratio",
+            Some(length_ratio(answer, reference)),
+            0.8461538461538461,
+        );
+        close(
+            "heuristics",
+            "consistency",
+            consistency(answer, reference),
+            0.6418269230769231,
+        );
+        let q = response_quality(answer);
+        close("heuristics", "length", Some(q.length), 0.65);
+        close(
+            "heuristics",
+            "structure",
+            Some(q.structure),
+            0.6666666666666666,
+        );
+        close(
+            "heuristics",
+            "vocabulary",
+            Some(q.vocabulary),
+            0.9230769230769231,
+        );
+        close("heuristics", "coherence", Some(q.coherence), 1.0);
+        close("heuristics", "overall", Some(q.overall), 0.8099358974358974);
+        assert_eq!(
+            consistency(answer, "  "),
+            None,
+            "no model answer, no figure"
+        );
+        assert_eq!(response_quality("").overall, 0.0);
+    }
+
+    #[test]
+    fn per_group_reports_are_the_reports_of_each_group() {
+        let pair = |t: f64, p: f64| ScorePair {
+            teacher: t,
+            predicted: p,
+            max_marks: 2.0,
+        };
+        let tagged = vec![
+            (1, pair(2.0, 2.0)),
+            (2, pair(0.0, 1.0)),
+            (1, pair(1.0, 0.0)),
+        ];
+        let groups = per_group(&tagged);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            groups[&1],
+            AgreementReport::compute(&[pair(2.0, 2.0), pair(1.0, 0.0)])
+        );
+        assert_eq!(groups[&2].n, 1);
+        close("group 2", "bias", groups[&2].mean_bias, 0.5);
     }
 }

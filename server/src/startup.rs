@@ -1,5 +1,6 @@
 //! Start-up: open the database, run migrations, build the router and bind the listener.
 
+use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -78,15 +79,41 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves, then shuts down gracefully: `/readyz` answers 503,
+    /// the listener stops accepting, open requests get a few seconds (WebSockets are not
+    /// waited for), and the job workers finish or hand back their jobs
+    /// ([`crate::service::jobs::drain`]).
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")
+        let state = self.state.clone();
+        let signalled = {
+            let state = state.clone();
+            async move {
+                shutdown.await;
+                state.jobs.begin_shutdown();
+            }
+        };
+        let mut stopping = state.jobs.shutdown_signal();
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(signalled)
+            .into_future();
+        let http_grace = async {
+            while !*stopping.borrow_and_update() {
+                if stopping.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        };
+        let served = tokio::select! {
+            served = serve => served.context("serving HTTP"),
+            () = http_grace => Ok(()),
+        };
+        let grace = Duration::from_secs(state.settings.jobs.shutdown_grace_secs);
+        crate::service::jobs::drain(&state, grace + Duration::from_secs(10)).await;
+        served
     }
 }
 
@@ -130,6 +157,9 @@ pub fn router(state: AppState) -> Router {
             get(graphql::graphql_get).post(graphql::graphql_post),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(crate::observability::readyz))
+        .merge(crate::reports::routes())
+        .route("/metrics", get(crate::observability::metrics_handler))
         .with_state(http_state)
         .fallback_service(web)
         .layer(DefaultBodyLimit::max(max_body))

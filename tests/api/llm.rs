@@ -2,6 +2,7 @@
 //! retries, final errors, repair, the cache, accounting and the concurrency limit; and the
 //! GraphQL surface (status, usage, per-user settings with a write-only key).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use entity::enums::{JobKind, JobStatus};
@@ -51,12 +52,12 @@ const VALID_GRADE: &str = r#"{"rationale":"States 100 °C.","criteria":[{"criter
 
 /// A server whose default LLM endpoint is `base_url`, a client of its own on the same
 /// database (SQLite or PostgreSQL, as the suite runs), and a signed-up user.
-struct Harness {
-    app: TestApp,
-    llm: LlmClient,
-    db: DatabaseConnection,
-    user: TestUser,
-    user_id: i32,
+pub(crate) struct Harness {
+    pub(crate) app: TestApp,
+    pub(crate) llm: Arc<LlmClient>,
+    pub(crate) db: DatabaseConnection,
+    pub(crate) user: TestUser,
+    pub(crate) user_id: i32,
 }
 
 /// Fast retries for tests: 10 ms backoff, 3 retries, 5 s per attempt.
@@ -68,7 +69,7 @@ fn fast(settings: &mut LlmSettings) {
     settings.timeout_secs = 5;
 }
 
-async fn harness(base_url: &str, configure: impl FnOnce(&mut LlmSettings)) -> Harness {
+pub(crate) async fn harness(base_url: &str, configure: impl FnOnce(&mut LlmSettings)) -> Harness {
     let mut captured: Option<Settings> = None;
     let app = spawn_app_with(|settings| {
         settings.llm.base_url = base_url.to_owned();
@@ -81,7 +82,7 @@ async fn harness(base_url: &str, configure: impl FnOnce(&mut LlmSettings)) -> Ha
     let db = gradelab::startup::connect(&settings)
         .await
         .expect("test database");
-    let llm = LlmClient::new(&settings.llm, db.clone());
+    let llm = Arc::new(LlmClient::new(&settings.llm, db.clone()));
     let user = app.sign_up("Teacher").await;
     let user_id = user.id.parse().expect("numeric user id");
     Harness {
@@ -166,7 +167,7 @@ impl Harness {
 }
 
 /// The real model's URL, or `None` (skip) locally; in CI its absence is a failure.
-fn real_model_url() -> Option<String> {
+pub(crate) fn real_model_url() -> Option<String> {
     match std::env::var("GRADELAB_TEST_LLM_URL") {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ if std::env::var("CI").as_deref() == Ok("true") => {

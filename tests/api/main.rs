@@ -1,13 +1,21 @@
 //! API tests against the real server over HTTP and WebSocket, one module per feature.
 
+mod access;
 mod accounts;
 mod answers;
+mod cli;
+mod exports;
 mod guides;
 mod guides_fixtures;
 mod guides_hostile;
+mod injection;
 mod limits;
 mod llm;
+mod reports;
 mod schema;
 mod scoping;
+mod scripts;
 mod subscriptions;
+mod synthesis;
+mod test_runs;
 mod training;

@@ -23,7 +23,12 @@ const EPOCHS: &str = "query($job: ID!) { trainingEpochs(jobId: $job) { epoch kep
 
 /// A guide made from SAF items, with their answers imported (a quarter of train carved
 /// into validation). Returns the guide id.
-async fn saf_guide(app: &TestApp, token: &str, items: &[&str], per_item: usize) -> Value {
+pub(crate) async fn saf_guide(
+    app: &TestApp,
+    token: &str,
+    items: &[&str],
+    per_item: usize,
+) -> Value {
     let (items_text, answers) = saf_subset(items, per_item);
     let guide = guide_from_items(app, token, "SAF subset", &items_text).await;
     let imported = import_text(
@@ -125,7 +130,12 @@ fn check_kept_only_improvements(epochs: &[Value]) -> Value {
     best
 }
 
-async fn wait_for_job(app: &TestApp, token: &str, job: &Value, timeout: Duration) -> Value {
+pub(crate) async fn wait_for_job(
+    app: &TestApp,
+    token: &str,
+    job: &Value,
+    timeout: Duration,
+) -> Value {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let data = app

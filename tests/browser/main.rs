@@ -2,6 +2,9 @@
 //! Debian's headless Chromium through chromedriver. Screenshots land in
 //! `tests/screenshots/` for review.
 
+mod report_xss;
+mod teacher_flow;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -10,7 +13,7 @@ use gradelab_tests::{spawn_app, workspace_root};
 use serde_json::json;
 
 /// A chromedriver process, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -22,7 +25,7 @@ impl Drop for Driver {
     }
 }
 
-async fn start_driver() -> Driver {
+pub(crate) async fn start_driver() -> Driver {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
@@ -51,7 +54,7 @@ async fn start_driver() -> Driver {
     panic!("chromedriver did not start");
 }
 
-async fn browser(driver: &Driver) -> Client {
+pub(crate) async fn browser(driver: &Driver) -> Client {
     // Both of rustls's crypto back-ends are compiled in; without a choice it panics.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let profile = tempfile::tempdir().expect("profile dir").keep();
@@ -77,15 +80,16 @@ async fn browser(driver: &Driver) -> Client {
         .expect("a browser session")
 }
 
-async fn screenshot(client: &Client, name: &str) {
+pub(crate) async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
-    let path = workspace_root()
-        .join("tests/screenshots")
-        .join(format!("{name}.png"));
+    let dir = workspace_root().join("tests/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot directory");
+    let path = dir.join(format!("{name}.png"));
     std::fs::write(&path, png).expect("screenshot written");
+    println!("screenshot: {}", path.display());
 }
 
-async fn fill(client: &Client, selector: &str, text: &str) {
+pub(crate) async fn fill(client: &Client, selector: &str, text: &str) {
     let field = client
         .wait()
         .at_most(Duration::from_secs(20))
@@ -96,7 +100,7 @@ async fn fill(client: &Client, selector: &str, text: &str) {
     field.send_keys(text).await.expect("typed");
 }
 
-async fn wait_for(client: &Client, selector: &str) -> fantoccini::elements::Element {
+pub(crate) async fn wait_for(client: &Client, selector: &str) -> fantoccini::elements::Element {
     client
         .wait()
         .at_most(Duration::from_secs(20))

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::guides::GuideSummary;
 use super::jobs::JobStatus;
 use super::json::Read;
+use super::testing::{read_reports, ReportSummary};
 use super::{http, ApiError};
 
 type DateTime = String;
@@ -88,6 +89,8 @@ pub struct Overview {
     pub guides: Vec<GuideSummary>,
     /// The newest jobs.
     pub jobs: Vec<JobSummary>,
+    /// The newest reports.
+    pub reports: Vec<ReportSummary>,
     /// Language-model usage.
     pub usage: Usage,
 }
@@ -122,6 +125,7 @@ fn read(data: &Value) -> Overview {
                 created_at: job.text("createdAt"),
             })
             .collect(),
+        reports: read_reports(data),
         usage: Usage {
             calls: total.int("calls"),
             cache_hits: total.int("cacheHits"),
@@ -162,6 +166,10 @@ mod tests {
                 "id": "4", "kind": "EXTRACTION", "status": "SUCCEEDED", "guideId": "9",
                 "progress": 1.0, "costUsd": 0.0, "error": null, "createdAt": "2026-05-30T10:00:00Z",
             }],
+            "reports": { "nodes": [{
+                "id": "2", "title": "Test run 3", "createdAt": "2026-05-30T10:00:00Z",
+                "narrativePending": false,
+            }]},
             "llmUsage": {
                 "total": totals,
                 "byTask": [{ "task": "extract_items", "usage": { "calls": 12, "costUsd": 0.0123 } }],
@@ -177,6 +185,7 @@ mod tests {
         );
         assert_eq!(job.guide_id.as_deref(), Some("9"));
         assert_eq!(overview.usage.tokens, 1234);
+        assert_eq!(overview.reports[0].title, "Test run 3");
         assert_eq!(overview.usage.by_task[0].task, "extract_items");
         assert_eq!(overview.usage.by_task[0].calls, 12);
     }

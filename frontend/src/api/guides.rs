@@ -18,11 +18,7 @@ type Upload = ();
 macro_rules! operation {
     ($name:ident, $path:tt) => {
         #[derive(GraphQLQuery)]
-        #[graphql(
-                            schema_path = "../schema.graphql",
-                            query_path = $path,
-                            response_derives = "Serialize"
-                        )]
+        #[graphql(schema_path = "../schema.graphql", query_path = $path, response_derives = "Serialize")]
         struct $name;
     };
 }

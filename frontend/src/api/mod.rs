@@ -9,6 +9,8 @@ pub mod http;
 pub mod jobs;
 pub mod json;
 pub mod session;
+pub mod settings;
+pub mod testing;
 pub mod training;
 pub mod upload;
 pub mod ws;

@@ -9,15 +9,16 @@ use super::json::Read;
 use super::{http, ApiError};
 
 type DateTime = String;
+#[expect(
+    clippy::upper_case_acronyms,
+    reason = "graphql_client names custom scalars after the schema"
+)]
+type JSON = Value;
 
 macro_rules! operation {
     ($name:ident, $path:tt) => {
         #[derive(GraphQLQuery)]
-        #[graphql(
-                    schema_path = "../schema.graphql",
-                    query_path = $path,
-                    response_derives = "Serialize"
-                )]
+        #[graphql(schema_path = "../schema.graphql", query_path = $path, response_derives = "Serialize")]
         struct $name;
     };
 }
@@ -251,6 +252,17 @@ pub struct JobInfo {
     pub error: Option<String>,
     /// Creation time.
     pub created_at: String,
+    /// The grader version a finished training job produced.
+    pub grader_version_id: Option<String>,
+}
+
+/// An id in a JSON payload, written as a number or a string.
+pub fn json_id(value: &Value) -> Option<String> {
+    match value {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    }
 }
 
 fn read_job(job: &Value) -> JobInfo {
@@ -261,6 +273,7 @@ fn read_job(job: &Value) -> JobInfo {
         guide_id: job.opt_text("guideId"),
         error: job.opt_text("error"),
         created_at: job.text("createdAt"),
+        grader_version_id: json_id(job.at("result").at("grader_version_id")),
     }
 }
 
@@ -368,10 +381,12 @@ mod tests {
         let job = typed::<Job>(json!({ "job": {
             "id": "8", "kind": "TRAINING", "status": "SUCCEEDED", "progress": 1.0,
             "guideId": "3", "error": null, "createdAt": "2026-05-30T10:00:00Z",
+            "result": { "grader_id": 2, "grader_version_id": 5, "version": 1 },
         }}));
         let job = read_job(job.at("job"));
         assert!(job.training);
         assert_eq!(job.status, JobStatus::Succeeded);
+        assert_eq!(job.grader_version_id.as_deref(), Some("5"));
 
         let event = JobEvent {
             seq: 5,

@@ -3,7 +3,6 @@
 pub mod auth_card;
 pub mod badge;
 pub mod chart;
-pub mod empty_card;
 pub mod field;
 pub mod form_error;
 pub mod format;

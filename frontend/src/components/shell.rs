@@ -66,6 +66,8 @@ pub fn TopBar() -> impl IntoView {
                     {nav_link("/", "Dashboard", "nav-dashboard")}
                     {nav_link("/guides", "Guides", "nav-guides")}
                     {nav_link("/training", "Training", "nav-training")}
+                    {nav_link("/reports", "Reports", "nav-reports")}
+                    {nav_link("/settings", "Settings", "nav-settings")}
                 </nav>
                 <div class="account">
                     <span

@@ -11,10 +11,10 @@ use crate::api::dashboard::{self, JobSummary, Overview, Usage};
 use crate::api::jobs::{self, JobStatus, SeqCursor};
 use crate::api::ApiError;
 use crate::components::{
-    badge::LiveBadge, empty_card::EmptyCard, format, keyed::keyed, page_title::set_page_title,
-    progress::ProgressBar,
+    badge::LiveBadge, format, keyed::keyed, page_title::set_page_title, progress::ProgressBar,
 };
 use crate::pages::guides::guide_table;
+use crate::pages::reports::report_list;
 
 /// The dashboard.
 #[component]
@@ -102,12 +102,10 @@ fn overview(data: Overview) -> impl IntoView {
             {jobs}
         </section>
         {spend(data.usage)}
-        <EmptyCard
-            title="Reports"
-            message="No reports yet"
-            detail="Reports on training jobs and test runs will be listed here."
-            testid="card-reports"
-        />
+        <section class="card" data-testid="card-reports" aria-labelledby="card-reports-title">
+            <h2 id="card-reports-title">"Reports"</h2>
+            {report_list(data.reports)}
+        </section>
     }
 }
 

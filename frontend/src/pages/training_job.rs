@@ -5,11 +5,12 @@ use leptos::{either::EitherOf3, prelude::*, task::spawn_local};
 
 use crate::api::jobs::JobEvent;
 use crate::api::training::{self, EpochPoint, JobInfo};
-use crate::api::ApiError;
+use crate::api::{testing, ApiError};
 use crate::components::{
-    chart::learning_curve, format, job_monitor::JobMonitor, keyed::keyed,
+    chart::learning_curve, form_error::FormError, format, job_monitor::JobMonitor, keyed::keyed,
     page_title::set_page_title,
 };
+use crate::router;
 
 /// The page of training job `id`.
 #[component]
@@ -46,6 +47,39 @@ fn Live(id: String, job: JobInfo) -> impl IntoView {
         if let Some(point) = EpochPoint::from_event(&event) {
             points.update(|all| all.push(point));
         }
+    };
+    // The grader version the job produced, known once it has finished.
+    let version = RwSignal::new(job.grader_version_id.clone());
+    let test_error = RwSignal::new(None::<String>);
+    let job_id = StoredValue::new(id.clone());
+    let on_finish = move |_| {
+        spawn_local(async move {
+            if let Ok(found) = training::job(job_id.get_value()).await {
+                version.set(found.grader_version_id);
+            }
+        })
+    };
+    let start_test = move |_| {
+        let Some(chosen) = version.get_untracked() else {
+            return;
+        };
+        spawn_local(async move {
+            match testing::start(chosen).await {
+                Ok(run) => router::navigate(&format!("/test-runs/{run}")),
+                Err(failure) => test_error.set(Some(failure.message)),
+            }
+        });
+    };
+    let test_button = move || {
+        version.get().map(|_| {
+            view! {
+                <div class="actions">
+                    <button type="button" class="button primary" data-testid="start-test-run" on:click=start_test>
+                        "Test this grader on the test answers"
+                    </button>
+                </div>
+            }
+        })
     };
     let guide_link = job.guide_id.map(|guide| {
         view! {
@@ -89,8 +123,10 @@ fn Live(id: String, job: JobInfo) -> impl IntoView {
                 progress=job.progress
                 label="Training"
                 on_event=on_event
-                on_finish=|_| {}
+                on_finish=on_finish
             />
+            {test_button}
+            <FormError message=test_error testid="start-test-error" />
         </section>
         <section class="card" data-testid="learning-curve" aria-labelledby="curve-title">
             <h2 id="curve-title">"Learning curve"</h2>

@@ -5,11 +5,15 @@
 
 pub mod account;
 pub mod answers;
+mod error_codes;
 pub mod guides;
 pub mod jobs;
 pub mod llm;
 pub mod multipart;
+pub mod reports;
+pub mod scripts;
 pub mod system;
+pub mod test_runs;
 pub mod training;
 
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
@@ -35,7 +39,10 @@ pub struct Query(
     guides::query::GuideQuery,
     jobs::query::JobQuery,
     llm::query::LlmQuery,
+    reports::query::ReportQuery,
+    scripts::query::ScriptQuery,
     system::query::SystemQuery,
+    test_runs::query::TestRunQuery,
     training::query::TrainingQuery,
 );
 
@@ -47,6 +54,9 @@ pub struct Mutation(
     guides::mutation::GuideMutation,
     jobs::mutation::JobMutation,
     llm::mutation::LlmMutation,
+    reports::mutation::ReportMutation,
+    scripts::mutation::ScriptMutation,
+    test_runs::mutation::TestRunMutation,
     training::mutation::TrainingMutation,
 );
 
@@ -79,6 +89,7 @@ pub fn build_schema(state: AppState) -> AppSchema {
     schema_builder()
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
+        .extension(error_codes::ErrorCodesExtension)
         .data(state)
         .finish()
 }

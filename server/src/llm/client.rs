@@ -788,6 +788,14 @@ impl LlmClient {
             ok = error.is_none(),
             "LLM call finished"
         );
+        crate::observability::llm_call(
+            &params.model,
+            error.is_none(),
+            meta.cache_hit,
+            meta.usage.prompt_tokens,
+            meta.usage.completion_tokens,
+            meta.latency,
+        );
         if !self.accounting {
             return;
         }

@@ -1,42 +1,52 @@
 //! Durable background jobs: creation, the per-job event log, cancellation, and the worker
 //! that claims queued jobs and runs them through a [`JobHandler`].
 //!
-//! A job's state lives in the database, never only in memory. A worker claims a job by
-//! taking its lease with a conditional `UPDATE` (at most one claimant wins, on SQLite and
-//! PostgreSQL alike) and renews the lease with a heartbeat while the handler runs. A job
-//! whose lease lapses (the server was stopped or killed) is claimed again and its handler
-//! resumes from the job's `checkpoint`. Every event is first persisted with a per-job
-//! sequence number, then broadcast to live subscribers, so a subscriber that reconnects
-//! replays what it missed from the database.
+//! A job's state lives in the database, never only in memory, so any number of replicas can
+//! share one PostgreSQL database. A worker claims a job by taking its lease: on PostgreSQL
+//! with `SELECT … FOR UPDATE SKIP LOCKED` inside a transaction (concurrent claimants skip
+//! each other's rows instead of queueing on them), on SQLite with a conditional `UPDATE`
+//! (at most one claimant wins; one process). The lease is renewed by a heartbeat while the
+//! handler runs; a worker that loses its lease (it was paused past it and another replica
+//! took the job) drops its handler. A job whose lease lapses — its replica was killed — is
+//! claimed again and its handler resumes from the job's `checkpoint` (the last finished
+//! epoch). On shutdown a worker lets its job finish for `jobs.shutdown_grace_secs`, then
+//! drops the current call and hands the lease back so another replica claims it at once.
+//!
+//! Every event is first persisted with a per-job sequence number, then published. On
+//! SQLite it goes straight to the in-process [`JobBus`]; on PostgreSQL it is announced with
+//! `NOTIFY gradelab_job_events` (payload: the event id), and each replica's listener fetches
+//! the row and feeds its own bus, so a subscriber on one replica sees the events of a job
+//! running on another. Subscribers fill any gap from the log, so a lost notification or a
+//! reconnect costs latency, never an event.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use entity::enums::{JobKind, JobStatus};
 use entity::{job_events, jobs};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    Statement, TransactionTrait,
 };
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
 use tracing::{instrument, Instrument};
 
 use crate::error::{AppError, ErrorCode};
+use crate::observability;
 use crate::state::AppState;
 
-/// How long a claimed job's lease lasts without a heartbeat.
-const LEASE: Duration = Duration::from_secs(30);
-/// How often a running job's lease is renewed.
-const HEARTBEAT: Duration = Duration::from_secs(10);
-/// How often an idle worker looks for work it was not told about (other replicas' jobs,
-/// lapsed leases).
-const POLL: Duration = Duration::from_secs(2);
+/// PostgreSQL channel announcing a new job event; the payload is the event's id.
+pub const EVENTS_CHANNEL: &str = "gradelab_job_events";
+/// PostgreSQL channel announcing claimable work (a new job, a lease handed back).
+pub const WORK_CHANNEL: &str = "gradelab_jobs";
 
 /// What went wrong with a job request.
 #[derive(Debug, thiserror::Error)]
@@ -98,18 +108,24 @@ impl JobEvent {
     }
 }
 
-/// Live job events inside this process, and a wake-up for idle workers.
+/// Live job events inside this process, the wake-up for idle workers and the shutdown
+/// switch.
 pub struct JobBus {
     events: broadcast::Sender<JobEvent>,
     work: Notify,
+    shutdown: watch::Sender<bool>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Default for JobBus {
     fn default() -> Self {
         let (events, _) = broadcast::channel(4096);
+        let (shutdown, _) = watch::channel(false);
         Self {
             events,
             work: Notify::new(),
+            shutdown,
+            workers: Mutex::new(Vec::new()),
         }
     }
 }
@@ -119,6 +135,44 @@ impl JobBus {
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.events.subscribe()
     }
+
+    /// Whether [`JobBus::begin_shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// A receiver that turns `true` when the process starts shutting down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops workers from claiming new jobs and starts the grace period of running ones.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+        self.work.notify_waiters();
+    }
+
+    fn publish(&self, event: JobEvent) {
+        observability::event_delivered((Utc::now() - event.at).to_std().unwrap_or_default());
+        let _ = self.events.send(event);
+    }
+}
+
+fn is_postgres(db: &DatabaseConnection) -> bool {
+    db.get_database_backend() == DatabaseBackend::Postgres
+}
+
+/// `NOTIFY channel, payload` on PostgreSQL; nothing elsewhere.
+async fn notify(db: &DatabaseConnection, channel: &str, payload: String) -> Result<(), DbErr> {
+    if is_postgres(db) {
+        db.execute(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [channel.into(), payload.into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// Queues a job for `user_id` and wakes a worker.
@@ -151,6 +205,10 @@ pub async fn create(
     .await?;
     emit(state, &job, "queued", json!({})).await?;
     state.jobs.work.notify_one();
+    // Other replicas' idle workers would also find it at their next poll.
+    if let Err(err) = notify(&state.db, WORK_CHANNEL, job.id.to_string()).await {
+        tracing::warn!(error = %err, job_id = job.id, "announcing a new job failed");
+    }
     Ok(job)
 }
 
@@ -281,8 +339,19 @@ pub async fn emit(
             Err(err) => return Err(err),
         }
     };
+    observability::job_event_written();
+    let event_id = row.id;
     let event = JobEvent::from_row(row, job.user_id);
-    let _ = state.jobs.events.send(event.clone());
+    if is_postgres(&state.db) {
+        // Every replica's listener (this one's too) fetches the row and publishes it. The
+        // event is already in the log: if the announcement fails, subscribers still read it
+        // from there (they check the log when the live stream goes quiet).
+        if let Err(err) = notify(&state.db, EVENTS_CHANNEL, event_id.to_string()).await {
+            tracing::warn!(error = %err, event_id, "announcing a job event failed");
+        }
+    } else {
+        state.jobs.publish(event.clone());
+    }
     Ok(event)
 }
 
@@ -378,33 +447,132 @@ impl Handlers {
     }
 }
 
-/// Starts `workers` job workers in the background. They run until the process exits.
-pub fn start_workers(state: AppState, handlers: Handlers, workers: usize) {
-    let handlers = Arc::new(handlers);
-    for index in 0..workers {
-        let owner = format!("{}-{index}", state.instance_id);
-        let (state, handlers) = (state.clone(), handlers.clone());
-        tokio::spawn(
-            async move { worker_loop(state, handlers, owner).await }
-                .instrument(tracing::info_span!("job_worker", index)),
-        );
+/// Lease and polling timings, from `settings.jobs`.
+#[derive(Debug, Clone, Copy)]
+struct Timings {
+    lease: Duration,
+    heartbeat: Duration,
+    poll: Duration,
+    grace: Duration,
+}
+
+impl Timings {
+    fn of(state: &AppState) -> Self {
+        let jobs = &state.settings.jobs;
+        let lease = Duration::from_secs(jobs.lease_secs.max(1));
+        Self {
+            lease,
+            heartbeat: Duration::from_secs(jobs.heartbeat_secs.max(1)).min(lease / 2),
+            poll: Duration::from_millis(jobs.poll_ms.max(10)),
+            grace: Duration::from_secs(jobs.shutdown_grace_secs),
+        }
     }
 }
 
-async fn worker_loop(state: AppState, handlers: Arc<Handlers>, owner: String) {
+/// Starts `workers` job workers in the background, and on PostgreSQL the listener that
+/// feeds this process's [`JobBus`] from `NOTIFY`. Workers run until [`drain`].
+pub fn start_workers(state: AppState, handlers: Handlers, workers: usize) {
+    let handlers = Arc::new(handlers);
+    let timings = Timings::of(&state);
+    let mut handles = Vec::with_capacity(workers);
+    if is_postgres(&state.db) {
+        let url = state.settings.database_url();
+        let listener_state = state.clone();
+        tokio::spawn(
+            async move { listen(listener_state, url).await }
+                .instrument(tracing::info_span!("job_listener")),
+        );
+    }
+    for index in 0..workers {
+        let owner = format!("{}-{index}", state.instance_id);
+        let (state, handlers) = (state.clone(), handlers.clone());
+        handles.push(tokio::spawn(
+            async move { worker_loop(state, handlers, owner, timings).await }
+                .instrument(tracing::info_span!("job_worker", index)),
+        ));
+    }
+    if let Ok(mut all) = state.jobs.workers.lock() {
+        all.extend(handles);
+    }
+}
+
+/// Shuts the workers down: no new claims; a running job gets `jobs.shutdown_grace_secs` to
+/// finish, then its current call is dropped and its lease handed back. Returns when every
+/// worker has stopped, or after `timeout`.
+pub async fn drain(state: &AppState, timeout: Duration) {
+    state.jobs.begin_shutdown();
+    let handles: Vec<JoinHandle<()>> = match state.jobs.workers.lock() {
+        Ok(mut all) => all.drain(..).collect(),
+        Err(_) => Vec::new(),
+    };
+    if handles.is_empty() {
+        return;
+    }
+    let all = futures::future::join_all(handles);
+    if tokio::time::timeout(timeout, all).await.is_err() {
+        tracing::warn!("job workers did not stop in time");
+    }
+}
+
+async fn worker_loop(state: AppState, handlers: Arc<Handlers>, owner: String, timings: Timings) {
     let kinds: Vec<JobKind> = handlers.0.keys().copied().collect();
+    let mut shutdown = state.jobs.shutdown_signal();
     loop {
-        match claim(&state.db, &owner, &kinds).await {
-            Ok(Some(job)) => run_claimed(&state, &handlers, &owner, job).await,
+        if *shutdown.borrow() {
+            return;
+        }
+        match claim(&state.db, &owner, &kinds, timings.lease).await {
+            Ok(Some(job)) => run_claimed(&state, &handlers, &owner, job, timings).await,
             Ok(None) => {
-                let _ = tokio::time::timeout(POLL, state.jobs.work.notified()).await;
+                tokio::select! {
+                    _ = tokio::time::timeout(timings.poll, state.jobs.work.notified()) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
             Err(err) => {
                 tracing::error!(error = %err, "claiming a job failed");
-                tokio::time::sleep(POLL).await;
+                tokio::select! {
+                    () = tokio::time::sleep(timings.poll) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
         }
     }
+}
+
+/// Queued, or running with a lapsed lease.
+fn claimable(now: chrono::DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(jobs::Column::Status.eq(JobStatus::Queued))
+        .add(
+            Condition::all()
+                .add(jobs::Column::Status.eq(JobStatus::Running))
+                .add(jobs::Column::LeaseExpiresAt.lt(now)),
+        )
+}
+
+/// The update that takes a job's lease.
+fn take_lease(
+    job: &jobs::Model,
+    owner: &str,
+    now: chrono::DateTime<Utc>,
+    lease: Duration,
+) -> sea_orm::UpdateMany<jobs::Entity> {
+    let expires = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+    jobs::Entity::update_many()
+        .col_expr(jobs::Column::Status, Expr::value(JobStatus::Running))
+        .col_expr(jobs::Column::LeaseOwner, Expr::value(owner))
+        .col_expr(jobs::Column::LeaseExpiresAt, Expr::value(expires))
+        .col_expr(
+            jobs::Column::Attempts,
+            Expr::col(jobs::Column::Attempts).add(1),
+        )
+        .col_expr(
+            jobs::Column::StartedAt,
+            Expr::value(job.started_at.unwrap_or(now)),
+        )
+        .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+        .filter(jobs::Column::Id.eq(job.id))
 }
 
 /// Takes the lease of the oldest claimable job: queued, or running with a lapsed lease.
@@ -412,104 +580,223 @@ async fn claim(
     db: &DatabaseConnection,
     owner: &str,
     kinds: &[JobKind],
+    lease: Duration,
 ) -> Result<Option<jobs::Model>, DbErr> {
     if kinds.is_empty() {
         return Ok(None);
     }
     let now = Utc::now();
-    let claimable = Condition::any()
-        .add(jobs::Column::Status.eq(JobStatus::Queued))
-        .add(
-            Condition::all()
-                .add(jobs::Column::Status.eq(JobStatus::Running))
-                .add(jobs::Column::LeaseExpiresAt.lt(now)),
-        );
-    let candidates = jobs::Entity::find()
-        .filter(claimable.clone())
-        .filter(jobs::Column::Kind.is_in(kinds.iter().copied()))
-        .order_by_asc(jobs::Column::Id)
-        .limit(8)
-        .all(db)
-        .await?;
-    for job in candidates {
-        let taken = jobs::Entity::update_many()
-            .col_expr(jobs::Column::Status, Expr::value(JobStatus::Running))
-            .col_expr(jobs::Column::LeaseOwner, Expr::value(owner))
-            .col_expr(jobs::Column::LeaseExpiresAt, Expr::value(now + LEASE))
-            .col_expr(
-                jobs::Column::Attempts,
-                Expr::col(jobs::Column::Attempts).add(1),
-            )
-            .col_expr(
-                jobs::Column::StartedAt,
-                Expr::value(job.started_at.unwrap_or(now)),
-            )
-            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
-            .filter(jobs::Column::Id.eq(job.id))
-            .filter(claimable.clone())
-            .exec(db)
-            .await?
-            .rows_affected
-            == 1;
-        if taken {
-            return jobs::Entity::find_by_id(job.id).one(db).await;
+    let claimed = if is_postgres(db) {
+        // The row lock holds other claimants off until commit; SKIP LOCKED lets them take
+        // the next job instead of waiting for this one.
+        let txn = db.begin().await?;
+        let candidate = jobs::Entity::find()
+            .filter(claimable(now))
+            .filter(jobs::Column::Kind.is_in(kinds.iter().copied()))
+            .order_by_asc(jobs::Column::Id)
+            .limit(1)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .one(&txn)
+            .await?;
+        let claimed = match candidate {
+            Some(job) => {
+                take_lease(&job, owner, now, lease).exec(&txn).await?;
+                Some(job.id)
+            }
+            None => None,
+        };
+        txn.commit().await?;
+        claimed
+    } else {
+        let candidates = jobs::Entity::find()
+            .filter(claimable(now))
+            .filter(jobs::Column::Kind.is_in(kinds.iter().copied()))
+            .order_by_asc(jobs::Column::Id)
+            .limit(8)
+            .all(db)
+            .await?;
+        let mut claimed = None;
+        for job in candidates {
+            let taken = take_lease(&job, owner, now, lease)
+                .filter(claimable(now))
+                .exec(db)
+                .await?
+                .rows_affected
+                == 1;
+            if taken {
+                claimed = Some(job.id);
+                break;
+            }
         }
+        claimed
+    };
+    match claimed {
+        Some(id) => {
+            observability::job_claimed();
+            jobs::Entity::find_by_id(id).one(db).await
+        }
+        None => Ok(None),
     }
-    Ok(None)
 }
 
-async fn run_claimed(state: &AppState, handlers: &Handlers, owner: &str, job: jobs::Model) {
+/// How a run ended on this replica.
+enum RunEnd {
+    /// The handler returned.
+    Finished(anyhow::Result<Outcome>),
+    /// The lease was lost to another replica: this one must not write anything more.
+    LeaseLost,
+    /// Shutdown and the grace period ran out: hand the lease back.
+    Released,
+}
+
+async fn run_claimed(
+    state: &AppState,
+    handlers: &Handlers,
+    owner: &str,
+    job: jobs::Model,
+    timings: Timings,
+) {
     let Some(handler) = handlers.0.get(&job.kind).cloned() else {
         return;
     };
-    let span = tracing::info_span!("job", id = job.id, kind = ?job.kind, attempt = job.attempts);
+    let kind = format!("{:?}", job.kind).to_lowercase();
+    let span = tracing::info_span!("job", id = job.id, kind = %kind, attempt = job.attempts);
     async {
+        let began = Instant::now();
         let resumed = job.checkpoint.is_some() || job.attempts > 1;
         let _ = emit(
             state,
             &job,
             "started",
-            json!({ "attempt": job.attempts, "resumed": resumed }),
+            json!({ "attempt": job.attempts, "resumed": resumed, "worker": owner }),
         )
         .await;
-        let heartbeat = tokio::spawn(heartbeat(state.db.clone(), job.id, owner.to_owned()));
         let ctx = JobContext {
             state: state.clone(),
             job: job.clone(),
         };
-        let outcome = handler.run(ctx).await;
-        heartbeat.abort();
-        if let Err(err) = finish(state, &job, outcome).await {
-            tracing::error!(error = %err, "recording the end of a job failed");
+        let mut shutdown = state.jobs.shutdown_signal();
+        let run = handler.run(ctx);
+        let lease_kept = heartbeat(state.db.clone(), job.id, owner.to_owned(), timings);
+        let grace_over = async {
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::time::sleep(timings.grace).await;
+        };
+        let end = tokio::select! {
+            outcome = run => RunEnd::Finished(outcome),
+            () = lease_kept => RunEnd::LeaseLost,
+            () = grace_over => RunEnd::Released,
+        };
+        let outcome = match end {
+            RunEnd::Finished(outcome) => outcome,
+            RunEnd::LeaseLost => {
+                tracing::warn!("lost the job's lease to another worker; stopped running it");
+                observability::job_run(&kind, "lease_lost", began.elapsed());
+                return;
+            }
+            RunEnd::Released => {
+                match release(state, &job, owner).await {
+                    Ok(()) => observability::job_released(),
+                    Err(err) => tracing::error!(error = %err, "handing the lease back failed"),
+                }
+                observability::job_run(&kind, "released", began.elapsed());
+                return;
+            }
+        };
+        let label = match &outcome {
+            Ok(Outcome::Succeeded(_)) => "succeeded",
+            Ok(Outcome::Cancelled) => "cancelled",
+            Err(_) => "failed",
+        };
+        match finish(state, &job, owner, outcome).await {
+            Ok(true) => observability::job_run(&kind, label, began.elapsed()),
+            Ok(false) => {
+                tracing::warn!("the job's lease was taken over before it finished; result dropped");
+                observability::job_run(&kind, "lease_lost", began.elapsed());
+            }
+            Err(err) => tracing::error!(error = %err, "recording the end of a job failed"),
         }
     }
     .instrument(span)
     .await;
 }
 
-async fn heartbeat(db: DatabaseConnection, job_id: i32, owner: String) {
+/// Renews the lease every `timings.heartbeat`; returns when the lease is lost (another
+/// worker owns the job now, or it was renewed too late).
+async fn heartbeat(db: DatabaseConnection, job_id: i32, owner: String, timings: Timings) {
+    let lease = chrono::Duration::from_std(timings.lease).unwrap_or(chrono::Duration::seconds(30));
+    let mut last_renewed = Instant::now();
     loop {
-        tokio::time::sleep(HEARTBEAT).await;
+        tokio::time::sleep(timings.heartbeat).await;
         let renewed = jobs::Entity::update_many()
             .col_expr(
                 jobs::Column::LeaseExpiresAt,
-                Expr::value(Utc::now() + LEASE),
+                Expr::value(Utc::now() + lease),
             )
             .filter(jobs::Column::Id.eq(job_id))
             .filter(jobs::Column::LeaseOwner.eq(owner.as_str()))
+            .filter(jobs::Column::Status.eq(JobStatus::Running))
             .exec(&db)
             .await;
-        if let Err(err) = renewed {
-            tracing::warn!(error = %err, job_id, "lease renewal failed");
+        match renewed {
+            Ok(result) if result.rows_affected == 1 => last_renewed = Instant::now(),
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, job_id, "lease renewal failed");
+                if last_renewed.elapsed() >= timings.lease {
+                    // Another replica may hold the job by now: stop before it runs twice.
+                    return;
+                }
+            }
         }
     }
 }
 
+/// Hands a running job's lease back: it stays `running` with a lease that has already
+/// lapsed, so the next claim (on any replica) resumes it from its checkpoint.
+async fn release(state: &AppState, job: &jobs::Model, owner: &str) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let released = jobs::Entity::update_many()
+        .col_expr(
+            jobs::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            jobs::Column::LeaseExpiresAt,
+            Expr::value(now - chrono::Duration::seconds(1)),
+        )
+        .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+        .filter(jobs::Column::Id.eq(job.id))
+        .filter(jobs::Column::LeaseOwner.eq(owner))
+        .filter(jobs::Column::Status.eq(JobStatus::Running))
+        .exec(&state.db)
+        .await?
+        .rows_affected
+        == 1;
+    if released {
+        emit(
+            state,
+            job,
+            "log",
+            json!({ "message": "this server is shutting down: the job was handed back and resumes from its last finished epoch" }),
+        )
+        .await?;
+        notify(&state.db, WORK_CHANNEL, job.id.to_string()).await?;
+    }
+    Ok(())
+}
+
+/// Records how a job ended, if `owner` still holds its lease. Returns whether it did.
 async fn finish(
     state: &AppState,
     job: &jobs::Model,
+    owner: &str,
     outcome: anyhow::Result<Outcome>,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     let now = Utc::now();
     let (status, kind, payload, result, error) = match outcome {
         Ok(Outcome::Succeeded(result)) => (
@@ -552,10 +839,95 @@ async fn finish(
             .col_expr(jobs::Column::Progress, Expr::value(1.0))
             .col_expr(jobs::Column::Result, Expr::value(result));
     }
-    update
+    let recorded = update
         .filter(jobs::Column::Id.eq(job.id))
+        .filter(jobs::Column::LeaseOwner.eq(owner))
+        .filter(jobs::Column::Status.eq(JobStatus::Running))
         .exec(&state.db)
-        .await?;
-    emit(state, job, kind, payload).await?;
-    Ok(())
+        .await?
+        .rows_affected
+        == 1;
+    if recorded {
+        emit(state, job, kind, payload).await?;
+    }
+    Ok(recorded)
+}
+
+/// Feeds this process's [`JobBus`] from PostgreSQL `NOTIFY`s until the process exits:
+/// event ids become events (fetched from the log, in the order they were announced) and
+/// work announcements wake an idle worker. Reconnects after a lost connection; subscribers
+/// fill what was missed meanwhile from the log.
+async fn listen(state: AppState, url: String) {
+    let mut first = true;
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "LISTEN connection failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(err) = listener.listen_all([EVENTS_CHANNEL, WORK_CHANNEL]).await {
+            tracing::warn!(error = %err, "LISTEN failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        if !first {
+            observability::notify_reconnected();
+        }
+        first = false;
+        loop {
+            let notification = match listener.try_recv().await {
+                Ok(Some(notification)) => notification,
+                Ok(None) => {
+                    // The connection dropped; try_recv reconnects on its next call.
+                    observability::notify_reconnected();
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "LISTEN connection lost");
+                    break;
+                }
+            };
+            // Take whatever else already arrived, so one query fetches a burst of events.
+            let mut event_ids = Vec::new();
+            let mut batch = vec![notification];
+            while let Some(more) = listener.next_buffered() {
+                batch.push(more);
+            }
+            for n in batch {
+                if n.channel() == WORK_CHANNEL {
+                    state.jobs.work.notify_one();
+                } else if let Ok(id) = n.payload().parse::<i32>() {
+                    event_ids.push(id);
+                }
+            }
+            if event_ids.is_empty() || state.jobs.events.receiver_count() == 0 {
+                continue;
+            }
+            match fetch_events(&state.db, &event_ids).await {
+                Ok(events) => {
+                    for event in events {
+                        state.jobs.publish(event);
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "fetching announced job events failed"),
+            }
+        }
+    }
+}
+
+/// The events with these ids, with their job's owner, in id order (for one job, id order
+/// is `seq` order: its events are written one after another).
+async fn fetch_events(db: &DatabaseConnection, ids: &[i32]) -> Result<Vec<JobEvent>, DbErr> {
+    Ok(job_events::Entity::find()
+        .filter(job_events::Column::Id.is_in(ids.iter().copied()))
+        .find_also_related(jobs::Entity)
+        .order_by_asc(job_events::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|(row, job)| job.map(|job| JobEvent::from_row(row, job.user_id)))
+        .collect())
 }

@@ -2,8 +2,13 @@
 
 pub mod accounts;
 pub mod answers;
+pub mod exports;
 pub mod guides;
 pub mod jobs;
+pub mod reports;
+pub mod scripts;
+pub mod synthesis;
+pub mod test_runs;
 pub mod training;
 
 /// The handlers for every kind of background job this server runs.
@@ -14,5 +19,15 @@ pub fn job_handlers() -> jobs::Handlers {
         guides::ExtractionHandler,
     );
     handlers.register(entity::enums::JobKind::Training, training::TrainingHandler);
+    handlers.register(entity::enums::JobKind::Report, reports::ReportHandler);
+    handlers.register(entity::enums::JobKind::TestRun, test_runs::TestRunHandler);
+    handlers.register(
+        entity::enums::JobKind::ScriptSplit,
+        scripts::ScriptSplitHandler,
+    );
+    handlers.register(
+        entity::enums::JobKind::Synthesis,
+        synthesis::SynthesisHandler,
+    );
     handlers
 }

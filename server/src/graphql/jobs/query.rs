@@ -5,7 +5,7 @@ use async_graphql::{Context, Object, Result, ID};
 use super::types::{Job, JobEvent, JobKind};
 use crate::error::GqlResultExt;
 use crate::graphql::{parse_id, require_user, state};
-use crate::service::jobs;
+use crate::service::{guides, jobs};
 
 /// Job queries.
 #[derive(Default)]
@@ -23,7 +23,8 @@ impl JobQuery {
             .into())
     }
 
-    /// The caller's jobs, newest first.
+    /// The caller's jobs, newest first; with `guideId`, that guide's (another user's guide
+    /// reads as not found).
     async fn jobs(
         &self,
         ctx: &Context<'_>,
@@ -32,16 +33,14 @@ impl JobQuery {
         #[graphql(default = 50, validator(minimum = 1, maximum = 200))] limit: u64,
     ) -> Result<Vec<Job>> {
         let auth = require_user(ctx)?;
+        let db = &state(ctx)?.db;
         let guide_id = guide_id.map(|id| parse_id(&id, "guide")).transpose()?;
-        let rows = jobs::list(
-            &state(ctx)?.db,
-            auth.user_id,
-            kind.map(Into::into),
-            guide_id,
-            limit,
-        )
-        .await
-        .gql()?;
+        if let Some(guide_id) = guide_id {
+            guides::get(db, auth.user_id, guide_id).await.gql()?;
+        }
+        let rows = jobs::list(db, auth.user_id, kind.map(Into::into), guide_id, limit)
+            .await
+            .gql()?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 

@@ -20,6 +20,10 @@ pub enum JobKind {
     TestRun,
     /// Writing a report.
     Report,
+    /// Splitting a student's whole script into answers per item.
+    ScriptSplit,
+    /// Writing synthetic answers at chosen score levels.
+    Synthesis,
 }
 
 /// Where a job is.

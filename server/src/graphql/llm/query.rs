@@ -33,8 +33,9 @@ impl LlmQuery {
     }
 
     /// The provider presets GradeLab knows.
-    async fn llm_providers(&self) -> Vec<LlmProviderInfo> {
-        Provider::ALL.into_iter().map(Into::into).collect()
+    async fn llm_providers(&self, ctx: &Context<'_>) -> Result<Vec<LlmProviderInfo>> {
+        require_user(ctx)?;
+        Ok(Provider::ALL.into_iter().map(Into::into).collect())
     }
 
     /// The caller's language-model calls, tokens and cost, in total and per task.

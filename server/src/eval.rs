@@ -1,0 +1,396 @@
+//! `gradelab eval`: train and test a grader on a dataset directory without a browser, and print the metrics (a table, or JSON for scripts and CI).
+//!
+//! It runs the server's own code end to end on a throw-away SQLite database in a temporary
+//! directory: an account, the dataset imported as a guide with its answers
+//! ([`answers::import_dataset`]), a training job ([`training::start`]) and a test run
+//! ([`test_runs::start`]), both executed by the ordinary job workers.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use entity::enums::{Engine, JobStatus};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::service::accounts::{self, NewAccount};
+use crate::service::answers::{self, ImportOptions, ImportSource};
+use crate::service::jobs;
+use crate::service::test_runs::{self, TestRunMetrics, TestRunParams};
+use crate::service::training::{self, EpochRecord, TrainingParams};
+use crate::startup::Application;
+use crate::state::AppState;
+
+/// Grading engine of `gradelab eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineArg {
+    /// Local sentence embeddings and a fitted regression (offline, fast).
+    Similarity,
+    /// The configured language model (`llm.*` settings).
+    Llm,
+    /// Both, weighted by validation agreement.
+    Ensemble,
+}
+
+impl From<EngineArg> for Engine {
+    fn from(engine: EngineArg) -> Self {
+        match engine {
+            EngineArg::Similarity => Self::Similarity,
+            EngineArg::Llm => Self::Llm,
+            EngineArg::Ensemble => Self::Ensemble,
+        }
+    }
+}
+
+/// Options of `gradelab eval`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalArgs {
+    /// Dataset directory holding `items.jsonl` and `answers.jsonl` (rows with `item_id`,
+    /// `answer`, `score` and `split`), e.g. /work/shared/datasets/saf.
+    pub dataset: PathBuf,
+    /// Grading engine.
+    #[arg(long, value_enum, default_value_t = EngineArg::Similarity)]
+    pub engine: EngineArg,
+    /// Split to test: `test` (every split whose name starts with "test") or one split's
+    /// exact name in the file, e.g. `test_unseen_answers`.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Grade at most this many test answers (taken in turn from each item).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Only these items (comma-separated ids as in `items.jsonl`).
+    #[arg(long, value_delimiter = ',')]
+    pub items: Vec<String>,
+    /// Use at most this many train answers per item (default: all).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Share of the train answers moved to validation when the dataset has no validation split.
+    #[arg(long, default_value_t = 0.2)]
+    pub train_split: f64,
+    /// Training epochs after epoch 0.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: u32,
+    /// Gradings per test answer (more than one measures variance).
+    #[arg(long, default_value_t = 1)]
+    pub repeats: u32,
+    /// Seed of the split and of training.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Model name for the LLM engines (default: the configured `llm.model`).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `gradelab eval` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// The dataset directory.
+    pub dataset: String,
+    /// The engine.
+    pub engine: EngineArg,
+    /// The split tested.
+    pub split: String,
+    /// Answers imported per split.
+    pub imported: HashMap<String, usize>,
+    /// The training job's epochs (its learning curve).
+    pub epochs: Vec<EpochRecord>,
+    /// The test run's metrics.
+    pub metrics: TestRunMetrics,
+    /// Seconds spent training.
+    pub training_seconds: f64,
+    /// Seconds spent testing.
+    pub test_seconds: f64,
+    /// LLM tokens spent (prompt + completion) by both jobs.
+    pub tokens: i64,
+}
+
+/// Runs `gradelab eval` and prints the result; the error says what failed.
+pub async fn run(settings: Settings, args: EvalArgs) -> anyhow::Result<()> {
+    let report = evaluate(settings, &args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
+}
+
+/// The dataset's files, narrowed to `--items`, `--train-limit` and `--split`.
+fn read_dataset(args: &EvalArgs) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let read = |name: &str| {
+        let path = args.dataset.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let items_text = read("items.jsonl")?;
+    let answers_text = read("answers.jsonl")?;
+    let wanted = |id: &Value| {
+        args.items.is_empty()
+            || id
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| id.as_i64().map(|n| n.to_string()))
+                .is_some_and(|id| args.items.contains(&id))
+    };
+    let mut items = String::new();
+    for line in items_text.lines().filter(|l| !l.trim().is_empty()) {
+        let row: Value = serde_json::from_str(line).context("items.jsonl: a line is not JSON")?;
+        if wanted(&row["id"]) {
+            items.push_str(line);
+            items.push('\n');
+        }
+    }
+    if items.is_empty() {
+        bail!("no items left in items.jsonl (check --items)");
+    }
+    let split = args.split.trim().to_lowercase();
+    let mut train_seen: HashMap<String, usize> = HashMap::new();
+    let mut answers = String::new();
+    for line in answers_text.lines().filter(|l| !l.trim().is_empty()) {
+        let row: Value = serde_json::from_str(line).context("answers.jsonl: a line is not JSON")?;
+        if !wanted(&row["item_id"]) {
+            continue;
+        }
+        let row_split = row["split"].as_str().unwrap_or_default().to_lowercase();
+        if row_split.starts_with("test") && split != "test" && row_split != split {
+            continue;
+        }
+        if row_split == "train" {
+            if let Some(limit) = args.train_limit {
+                let seen = train_seen.entry(row["item_id"].to_string()).or_default();
+                *seen += 1;
+                if *seen > limit {
+                    continue;
+                }
+            }
+        }
+        answers.push_str(line);
+        answers.push('\n');
+    }
+    Ok((items.into_bytes(), answers.into_bytes()))
+}
+
+/// Waits for a job to finish; returns it (failed and cancelled jobs are errors).
+async fn wait(
+    state: &AppState,
+    user_id: i32,
+    job_id: i32,
+    what: &str,
+) -> anyhow::Result<entity::jobs::Model> {
+    let mut last_progress = -1.0;
+    loop {
+        let job = jobs::get(&state.db, user_id, job_id).await?;
+        if job.progress - last_progress >= 0.1 || jobs::is_finished(job.status) {
+            tracing::info!(job = job_id, progress = job.progress, "{what}");
+            last_progress = job.progress;
+        }
+        match job.status {
+            JobStatus::Succeeded => return Ok(job),
+            JobStatus::Failed => bail!(
+                "the {what} job failed: {}",
+                job.error.as_deref().unwrap_or("no reason given")
+            ),
+            JobStatus::Cancelled => bail!("the {what} job was cancelled"),
+            JobStatus::Queued | JobStatus::Running => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Imports, trains and tests; returns what was measured.
+pub async fn evaluate(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<EvalReport> {
+    if !(1..=test_runs::MAX_REPEATS).contains(&args.repeats) {
+        bail!("--repeats must be between 1 and {}", test_runs::MAX_REPEATS);
+    }
+    let (items, answers_file) = read_dataset(args)?;
+    let data = tempfile::tempdir().context("creating a temporary data directory")?;
+    settings.data_dir = data.path().to_path_buf();
+    settings.database.url = None;
+    settings.server.bind = ([127, 0, 0, 1], 0).into();
+    let app = Application::build(settings).await?;
+    let state = app.state().clone();
+
+    let (_, user) = accounts::sign_up(
+        &state,
+        NewAccount {
+            email: "eval@gradelab.invalid".into(),
+            password: format!("eval-{:016x}", rand::random::<u64>()),
+            display_name: "gradelab eval".into(),
+        },
+    )
+    .await
+    .context("creating the evaluation account")?;
+    let name = args
+        .dataset
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into());
+    let (guide, import) = answers::import_dataset(
+        &state,
+        user.id,
+        &format!("{name} (gradelab eval)"),
+        ImportSource {
+            filename: Some("items.jsonl".into()),
+            bytes: items,
+        },
+        ImportSource {
+            filename: Some("answers.jsonl".into()),
+            bytes: answers_file,
+        },
+        ImportOptions {
+            seed: args.seed,
+            validation_from_train: (args.train_split > 0.0).then_some(args.train_split),
+            ..ImportOptions::default()
+        },
+    )
+    .await
+    .map_err(|err| anyhow::anyhow!("importing the dataset: {err}"))?;
+    let imported: HashMap<String, usize> = import
+        .by_split
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), *v))
+        .collect();
+
+    let began = Instant::now();
+    let job = training::start(
+        &state,
+        user.id,
+        guide.id,
+        TrainingParams {
+            engine: args.engine.into(),
+            epochs: args.epochs,
+            patience: args.epochs.max(1),
+            seed: args.seed,
+            model: args.model.clone(),
+            ..TrainingParams::default()
+        },
+    )
+    .await
+    .map_err(|err| anyhow::anyhow!("starting training: {err}"))?;
+    let trained = wait(&state, user.id, job.id, "training").await?;
+    let training_seconds = began.elapsed().as_secs_f64();
+    let version_id = trained
+        .result
+        .as_ref()
+        .and_then(|r| r["grader_version_id"].as_i64())
+        .and_then(|id| i32::try_from(id).ok())
+        .context("the training job made no grader version")?;
+    let epochs = training::epochs(&state.db, user.id, job.id)
+        .await
+        .map_err(|err| anyhow::anyhow!("reading the learning curve: {err}"))?;
+
+    let began = Instant::now();
+    let run = test_runs::start(
+        &state,
+        user.id,
+        TestRunParams {
+            grader_version_id: version_id,
+            limit: args.limit,
+            repeats: args.repeats,
+            ..TestRunParams::default()
+        },
+    )
+    .await
+    .map_err(|err| anyhow::anyhow!("starting the test run: {err}"))?;
+    let tested = wait(&state, user.id, run.job_id, "test run").await?;
+    let test_seconds = began.elapsed().as_secs_f64();
+    let metrics = test_runs::metrics(&state.db, user.id, run.id)
+        .await
+        .map_err(|err| anyhow::anyhow!("reading the metrics: {err}"))?
+        .context("the test run stored no metrics")?;
+    Ok(EvalReport {
+        dataset: args.dataset.display().to_string(),
+        engine: args.engine,
+        split: args.split.clone(),
+        imported,
+        epochs,
+        metrics,
+        training_seconds,
+        test_seconds,
+        tokens: trained.prompt_tokens
+            + trained.completion_tokens
+            + tested.prompt_tokens
+            + tested.completion_tokens,
+    })
+}
+
+fn fmt(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.3}"))
+}
+
+/// The report as a plain-text table.
+pub fn table(r: &EvalReport) -> String {
+    let m = &r.metrics;
+    let a = &m.agreement;
+    let count = |s: &str| r.imported.get(s).copied().unwrap_or(0);
+    let mut out = format!(
+        "GradeLab eval: {} · engine {} · split {}\n",
+        r.dataset, m.engine, r.split
+    );
+    out.push_str(&format!(
+        "imported train {} · validation {} · test {}; trained {} epochs in {:.1} s; graded {} answers × {} in {:.1} s; {} LLM tokens\n\n",
+        count("train"),
+        count("validation"),
+        count("test"),
+        r.epochs.len().saturating_sub(1),
+        r.training_seconds,
+        m.answers,
+        m.repeats.max(1),
+        r.test_seconds,
+        r.tokens
+    ));
+    out.push_str(&format!("{:<26} {:>8}\n", "metric", "value"));
+    let rows: Vec<(&str, String)> = vec![
+        ("answers compared (n)", a.n.to_string()),
+        ("exact agreement", fmt(a.exact_agreement)),
+        ("within ±1 mark", fmt(a.within_one_mark)),
+        ("MAE (share of max)", fmt(a.mae)),
+        ("RMSE (share of max)", fmt(a.rmse)),
+        ("MAE (marks)", fmt(a.mae_marks)),
+        ("Pearson r", fmt(a.pearson)),
+        ("Spearman rho", fmt(a.spearman)),
+        ("QWK (quarters)", fmt(a.qwk)),
+        ("mean bias (share of max)", fmt(a.mean_bias)),
+        ("consistency (heuristic)", fmt(m.consistency)),
+        ("quality (heuristic)", fmt(m.quality)),
+        (
+            "flip rate",
+            fmt(m.variance.as_ref().and_then(|v| v.flip_rate)),
+        ),
+        (
+            "mean spread",
+            fmt(m.variance.as_ref().and_then(|v| v.mean_spread)),
+        ),
+        ("answers to review", m.review_count.to_string()),
+    ];
+    for (name, value) in rows {
+        out.push_str(&format!("{name:<26} {value:>8}\n"));
+    }
+    out.push_str(&format!(
+        "\n{:<24} {:>5} {:>7} {:>7} {:>7} {:>7}\n",
+        "item", "n", "exact", "MAE", "QWK", "r"
+    ));
+    for item in &m.per_item {
+        let label: String = item.label.chars().take(24).collect();
+        out.push_str(&format!(
+            "{label:<24} {:>5} {:>7} {:>7} {:>7} {:>7}\n",
+            item.agreement.n,
+            fmt(item.agreement.exact_agreement),
+            fmt(item.agreement.mae),
+            fmt(item.agreement.qwk),
+            fmt(item.agreement.pearson),
+        ));
+    }
+    out.push_str("\nconfusion (rows: teacher, columns: grader; share of max 0 ¼ ½ ¾ 1)\n");
+    for (label, row) in ["0", "¼", "½", "¾", "1"].iter().zip(&a.confusion.counts) {
+        let cells: Vec<String> = row.iter().map(|c| format!("{c:>5}")).collect();
+        out.push_str(&format!("{label:>3} {}\n", cells.join(" ")));
+    }
+    out
+}

@@ -1,0 +1,128 @@
+//! `gradelab eval`: the built binary trains and tests a similarity grader on a small SAF
+//! slice and prints the metrics table, or JSON for scripts, with no server or browser.
+//! It embeds a data set and uses its own SQLite file, so its name puts it with the
+//! model-bound tests (serial, skipped by the PostgreSQL pass).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use gradelab_tests::workspace_root;
+use serde_json::Value;
+
+/// Builds the `gradelab` binary (a no-op when it is up to date) and returns its path.
+fn gradelab_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "gradelab-server",
+            "--bin",
+            "gradelab",
+            "--message-format=json",
+        ])
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "building gradelab failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "gradelab")
+        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .next_back()
+        .expect("cargo names the gradelab executable")
+}
+
+fn saf_dir() -> PathBuf {
+    std::env::var_os("GRADELAB_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/datasets"))
+        .join("saf")
+}
+
+fn eval(binary: &PathBuf, extra: &[&str]) -> (String, String) {
+    let dir = tempfile::tempdir().expect("a working directory without gradelab.toml");
+    let output = Command::new(binary)
+        .current_dir(dir.path())
+        .env_remove("GRADELAB_DATABASE__URL")
+        .arg("eval")
+        .arg(saf_dir())
+        .args([
+            "--items",
+            "4.13,6.2_IPP",
+            "--split",
+            "test_unseen_answers",
+            "--train-limit",
+            "24",
+            "--epochs",
+            "1",
+        ])
+        .args(extra)
+        .output()
+        .expect("gradelab runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "gradelab eval failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    (stdout, stderr)
+}
+
+#[tokio::test]
+async fn gradelab_eval_grades_a_saf_slice_with_the_model_pipeline_and_prints_metrics() {
+    let binary = gradelab_binary();
+
+    let (table, _) = eval(&binary, &["--limit", "20"]);
+    eprintln!("{table}");
+    for needle in [
+        "engine similarity",
+        "exact agreement",
+        "within ±1 mark",
+        "QWK (quarters)",
+        "Pearson r",
+        "Spearman rho",
+        "mean bias",
+        "consistency (heuristic)",
+        "6.2_IPP",
+        "confusion",
+    ] {
+        assert!(table.contains(needle), "{needle:?} missing from:\n{table}");
+    }
+    let n_line = table
+        .lines()
+        .find(|l| l.starts_with("answers compared (n)"))
+        .expect("an n row");
+    assert!(n_line.trim_end().ends_with(" 20"), "{n_line}");
+
+    let (json, _) = eval(&binary, &["--limit", "12", "--json"]);
+    let report: Value = serde_json::from_str(&json).expect("--json prints one JSON object");
+    let metrics = &report["metrics"];
+    assert_eq!(metrics["n"], 12);
+    assert_eq!(metrics["engine"], "similarity");
+    for key in [
+        "qwk",
+        "mae",
+        "rmse",
+        "exact_agreement",
+        "within_one_mark",
+        "mean_bias",
+    ] {
+        assert!(metrics[key].is_number(), "{key} in {metrics}");
+    }
+    assert_eq!(metrics["per_item"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        report["epochs"].as_array().map(Vec::len),
+        Some(2),
+        "epoch 0 and one change"
+    );
+    assert!(report["imported"]["validation"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(report["tokens"], 0);
+}

@@ -1,0 +1,522 @@
+//! Test runs: a similarity grader tested on held-out SAF answers with its events streamed over
+//! a WebSocket, metrics that match a recomputation from the per-answer rows, the review
+//! queue, scoping, and a small run with an LLM grader on the real local model.
+
+use std::time::Duration;
+
+use gradelab_tests::{spawn_app, spawn_app_with, Subscription, TestApp};
+use serde_json::{json, Value};
+
+use crate::answers::{guide_from_items, import_text, saf_subset, split_count};
+
+const START_TRAINING: &str =
+    "mutation($input: TrainingInput!) { startTraining(input: $input) { id } }";
+const JOB: &str = "query($id: ID!) { job(id: $id) { id status error result progress promptTokens completionTokens } }";
+const START_RUN: &str = "mutation($input: TestRunInput!) { startTestRun(input: $input) {
+    id jobId guideId graderVersionId job { id kind status } } }";
+/// Everything a run reports.
+pub const RUN: &str = "query($id: ID!) { testRun(id: $id) {
+    id guideId graderVersion { id version engine }
+    job { status progress error }
+    metrics { n answers repeats engine exact withinOne mae rmse pearson spearman qwk bias
+      agreement { maeMarks rmseMarks qwkMarks biasMarks }
+      confusion { labels counts }
+      perItem { itemId label maxMarks agreement { n exact mae qwk } }
+      variance { repeats n flipRate meanSpread maxSpread meanSd }
+      consistency quality qualityParts { length structure vocabulary coherence overall } reviewCount }
+    answers(first: 1000) { answerId itemId itemLabel studentRef text teacherScore maxMarks score scores spread error rationale feedback consistency quality { overall } }
+    reviewQueue(first: 500) { reasons priority answer { answerId teacherScore score maxMarks spread rationale } } } }";
+
+/// Every event of a job over the subscription, until its final one.
+pub async fn collect_events(subscription: &mut Subscription, timeout: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut events = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no final event within {timeout:?}: {events:?}"
+        );
+        let payload = subscription
+            .next_data(left.as_secs().max(1))
+            .await
+            .unwrap_or_else(|err| panic!("subscription ended early ({err}): {events:?}"));
+        let event = payload["data"]["jobEvents"].clone();
+        assert!(event.is_object(), "not an event: {payload}");
+        let kind = event["kind"].as_str().unwrap_or_default().to_owned();
+        events.push(event);
+        if matches!(kind.as_str(), "succeeded" | "failed" | "cancelled") {
+            return events;
+        }
+    }
+}
+
+/// Polls a job until it finishes.
+pub async fn wait_for_job(app: &TestApp, token: &str, job: &Value, timeout: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let data = app
+            .graphql(Some(token), JOB, json!({ "id": job }))
+            .await
+            .ok();
+        let status = data["job"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if matches!(status.as_str(), "SUCCEEDED" | "FAILED" | "CANCELLED") {
+            return data["job"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {job} still {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A guide of two SAF items (train answers, a quarter carved into validation, and their
+/// held-out test answers) with a trained similarity grader. Returns (guide, version id).
+pub async fn similarity_grader(app: &TestApp, token: &str) -> (Value, Value) {
+    let (items, answers) = saf_subset(&["4.13", "6.2_IPP"], 24);
+    let guide = guide_from_items(app, token, "SAF, two items", &items).await;
+    let imported = import_text(
+        app,
+        token,
+        &guide,
+        &answers,
+        json!({ "validationFromTrain": 0.25, "seed": 3 }),
+    )
+    .await
+    .ok();
+    assert!(split_count(&imported["importAnswersText"]["bySplit"], "TEST") > 10);
+    let input = json!({ "guideId": guide, "engine": "SIMILARITY", "epochs": 1, "patience": 1, "gradientEpochs": 2, "seed": 1 });
+    let job = app
+        .graphql(Some(token), START_TRAINING, json!({ "input": input }))
+        .await
+        .ok()["startTraining"]["id"]
+        .clone();
+    let job = wait_for_job(app, token, &job, Duration::from_secs(300)).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    (guide, job["result"]["grader_version_id"].clone())
+}
+
+/// Starts a run of `version` and returns it.
+pub async fn start_run(app: &TestApp, token: &str, input: Value) -> Value {
+    app.graphql(Some(token), START_RUN, json!({ "input": input }))
+        .await
+        .ok()["startTestRun"]
+        .clone()
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn close(what: &str, got: &Value, want: f64) {
+    assert!(
+        (f(got) - want).abs() < 1e-9,
+        "{what}: the API says {got}, recomputed {want}"
+    );
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let vx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let vy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
+    cov / (vx.sqrt() * vy.sqrt())
+}
+
+/// Checks the run's metrics against a recomputation from its own per-answer rows.
+pub fn check_metrics_match_rows(run: &Value) {
+    let m = &run["metrics"];
+    let rows = run["answers"].as_array().cloned().unwrap_or_default();
+    let scored: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["teacherScore"].is_number())
+        .collect();
+    let n = scored.len() as f64;
+    assert_eq!(m["n"], scored.len(), "n is the scored answers");
+    assert_eq!(m["answers"], rows.len());
+    let t: Vec<f64> = scored.iter().map(|r| f(&r["teacherScore"])).collect();
+    let p: Vec<f64> = scored.iter().map(|r| f(&r["score"])).collect();
+    let max: Vec<f64> = scored.iter().map(|r| f(&r["maxMarks"])).collect();
+    let tn: Vec<f64> = t.iter().zip(&max).map(|(a, m)| a / m).collect();
+    let pn: Vec<f64> = p.iter().zip(&max).map(|(a, m)| a / m).collect();
+    let exact = t
+        .iter()
+        .zip(&p)
+        .filter(|(a, b)| (*a - *b).abs() < 1e-9)
+        .count() as f64
+        / n;
+    let within = t
+        .iter()
+        .zip(&p)
+        .filter(|(a, b)| (*a - *b).abs() <= 1.0 + 1e-9)
+        .count() as f64
+        / n;
+    let mae = tn.iter().zip(&pn).map(|(a, b)| (b - a).abs()).sum::<f64>() / n;
+    let rmse = (tn
+        .iter()
+        .zip(&pn)
+        .map(|(a, b)| (b - a).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    let bias = tn.iter().zip(&pn).map(|(a, b)| b - a).sum::<f64>() / n;
+    close("exact", &m["exact"], exact);
+    close("within one", &m["withinOne"], within);
+    close("MAE", &m["mae"], mae);
+    close("RMSE", &m["rmse"], rmse);
+    close("bias", &m["bias"], bias);
+    if m["pearson"].is_number() {
+        close("pearson", &m["pearson"], pearson(&tn, &pn));
+    }
+    // The confusion matrix counts every scored answer once, in its quarter bins.
+    let mut counts = vec![vec![0i64; 5]; 5];
+    for (a, b) in tn.iter().zip(&pn) {
+        let bin = |x: f64| (x.clamp(0.0, 1.0) * 4.0).round() as usize;
+        counts[bin(*a)][bin(*b)] += 1;
+    }
+    assert_eq!(m["confusion"]["counts"], json!(counts));
+    // Per item: the answers of each item.
+    for item in m["perItem"].as_array().cloned().unwrap_or_default() {
+        let of_item = scored
+            .iter()
+            .filter(|r| r["itemId"] == item["itemId"])
+            .count();
+        assert_eq!(item["agreement"]["n"], of_item, "{item}");
+    }
+    let items_total: i64 = m["perItem"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["agreement"]["n"].as_i64()).sum())
+        .unwrap_or(0);
+    assert_eq!(items_total as f64, n);
+    // The heuristics are the means of the rows'.
+    let quality = rows
+        .iter()
+        .map(|r| f(&r["quality"]["overall"]))
+        .sum::<f64>()
+        / rows.len() as f64;
+    close("quality", &m["quality"], quality);
+}
+
+#[tokio::test]
+async fn a_similarity_test_run_streams_events_and_its_metrics_match_its_rows() {
+    let app = spawn_app().await;
+    let teacher = app.sign_up("Tess").await;
+    let (guide, version) = similarity_grader(&app, &teacher.token).await;
+
+    let run = start_run(
+        &app,
+        &teacher.token,
+        json!({ "graderVersionId": version, "repeats": 2 }),
+    )
+    .await;
+    assert_eq!(run["job"]["kind"], "TEST_RUN");
+    assert_eq!(run["guideId"], guide);
+    let mut subscription = app
+        .subscribe(
+            Some(&teacher.token),
+            &format!(
+                "subscription {{ jobEvents(jobId: {}) {{ seq kind payload }} }}",
+                run["jobId"]
+            ),
+        )
+        .await
+        .expect("subscribed");
+    let events = collect_events(&mut subscription, Duration::from_secs(300)).await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"queued"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"succeeded"), "{events:?}");
+    assert!(
+        kinds.contains(&"progress") && kinds.contains(&"metrics"),
+        "{kinds:?}"
+    );
+    let seqs: Vec<i64> = events.iter().filter_map(|e| e["seq"].as_i64()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "no gap");
+    let last_progress = events
+        .iter()
+        .rfind(|e| e["kind"] == "progress")
+        .map(|e| f(&e["payload"]["progress"]));
+    assert_eq!(last_progress, Some(1.0));
+
+    let data = app
+        .graphql(Some(&teacher.token), RUN, json!({ "id": run["id"] }))
+        .await
+        .ok();
+    let run = &data["testRun"];
+    let m = &run["metrics"];
+    assert_eq!(run["job"]["status"], "SUCCEEDED");
+    assert_eq!(
+        run["graderVersion"]["id"],
+        version.to_string().trim_matches('"')
+    );
+    assert_eq!(m["engine"], "similarity");
+    assert_eq!(m["repeats"], 2);
+    let rows = run["answers"].as_array().cloned().unwrap_or_default();
+    assert!(rows.len() > 10, "the test split was graded: {}", rows.len());
+    for row in &rows {
+        assert_eq!(row["scores"].as_array().map(Vec::len), Some(2), "{row}");
+        assert!(row["rationale"]
+            .as_str()
+            .is_some_and(|r| r.contains("Similarity")));
+    }
+    check_metrics_match_rows(run);
+    // The similarity engine is deterministic: its repeats never flip.
+    assert_eq!(m["variance"]["flipRate"], 0.0);
+    assert_eq!(m["variance"]["n"], rows.len());
+    assert!(m["qwk"].is_number() && m["consistency"].is_number());
+    // The review queue holds exactly the answers at least half the marks away, worst first.
+    let far: Vec<&Value> = rows
+        .iter()
+        .filter(|r| (f(&r["error"]).abs() / f(&r["maxMarks"])) >= 0.5 - 1e-9)
+        .collect();
+    let queue = run["reviewQueue"].as_array().cloned().unwrap_or_default();
+    assert_eq!(queue.len(), far.len());
+    assert_eq!(m["reviewCount"], far.len());
+    let priorities: Vec<f64> = queue.iter().map(|e| f(&e["priority"])).collect();
+    assert!(
+        priorities.windows(2).all(|w| w[0] >= w[1]),
+        "{priorities:?}"
+    );
+    for entry in &queue {
+        assert_eq!(entry["reasons"], json!(["disagreement"]));
+        assert!(entry["answer"]["teacherScore"].is_number());
+    }
+    eprintln!(
+        "similarity test run: n {} exact {:.3} MAE {:.3} r {:.3} QWK {:.3} bias {:+.3}, {} to review",
+        m["n"],
+        f(&m["exact"]),
+        f(&m["mae"]),
+        f(&m["pearson"]),
+        f(&m["qwk"]),
+        f(&m["bias"]),
+        queue.len()
+    );
+
+    // Listed under its guide.
+    let list = app
+        .graphql(
+            Some(&teacher.token),
+            "query($g: ID!) { testRuns(guideId: $g, first: 5) { totalCount edges { node { id } } } }",
+            json!({ "g": guide }),
+        )
+        .await
+        .ok();
+    assert_eq!(list["testRuns"]["totalCount"], 1);
+    assert_eq!(list["testRuns"]["edges"][0]["node"]["id"], run["id"]);
+
+    // A freshly uploaded set of answers is graded on its own.
+    let fresh = [
+        (
+            "4.13",
+            "Fresh answer one about the question, written after training.",
+            1.0,
+        ),
+        (
+            "6.2_IPP",
+            "A second new answer that nobody has graded with this grader yet.",
+            0.0,
+        ),
+        ("6.2_IPP", "Third fresh answer.", 1.0),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (item, text, score))| {
+        json!({ "item": item, "student": format!("fresh-{i}"), "answer": text, "score": score, "split": "test" })
+            .to_string()
+    })
+    .collect::<Vec<_>>()
+    .join("\n");
+    let upload = import_text(&app, &teacher.token, &guide, &fresh, json!({}))
+        .await
+        .ok()["importAnswersText"]["uploadId"]
+        .clone();
+    let fresh_run = start_run(
+        &app,
+        &teacher.token,
+        json!({ "graderVersionId": version, "uploadId": upload }),
+    )
+    .await;
+    let job = wait_for_job(
+        &app,
+        &teacher.token,
+        &fresh_run["jobId"],
+        Duration::from_secs(300),
+    )
+    .await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    let fresh_data = app
+        .graphql(Some(&teacher.token), RUN, json!({ "id": fresh_run["id"] }))
+        .await
+        .ok();
+    assert_eq!(
+        fresh_data["testRun"]["metrics"]["answers"], 3,
+        "only the upload's answers"
+    );
+    let texts: Vec<&str> = fresh_data["testRun"]["answers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["text"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(texts.contains(&"Third fresh answer."), "{texts:?}");
+    check_metrics_match_rows(&fresh_data["testRun"]);
+
+    // Another user sees none of it.
+    let other = app.sign_up("Otto").await;
+    for (query, vars) in [
+        (RUN, json!({ "id": run["id"] })),
+        (
+            "query($g: ID!) { testRuns(guideId: $g) { totalCount } }",
+            json!({ "g": guide }),
+        ),
+        (
+            START_RUN,
+            json!({ "input": { "graderVersionId": version } }),
+        ),
+        (
+            "query($g: ID!) { exportFineTuning(guideId: $g) { content } }",
+            json!({ "g": guide }),
+        ),
+    ] {
+        let response = app.graphql(Some(&other.token), query, vars).await;
+        assert_eq!(response.error_code(), Some("NOT_FOUND"), "{query}");
+    }
+}
+
+#[tokio::test]
+async fn a_test_run_refuses_bad_input_with_clear_errors() {
+    let app = spawn_app().await;
+    let teacher = app.sign_up("Val").await;
+    let missing = app
+        .graphql(
+            Some(&teacher.token),
+            START_RUN,
+            json!({ "input": { "graderVersionId": "999999" } }),
+        )
+        .await;
+    assert_eq!(missing.error_code(), Some("NOT_FOUND"));
+    let too_many = app
+        .graphql(
+            Some(&teacher.token),
+            START_RUN,
+            json!({ "input": { "graderVersionId": "1", "repeats": 9 } }),
+        )
+        .await;
+    assert_eq!(too_many.error_code(), Some("BAD_USER_INPUT"));
+    assert!(
+        too_many
+            .error_message()
+            .is_some_and(|m| m.contains("repeats must be between 1 and 5")),
+        "{:?}",
+        too_many.error_message()
+    );
+    let anonymous = app.graphql(None, RUN, json!({ "id": "1" })).await;
+    assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"));
+}
+
+/// The real model's URL, or `None` (skip) locally; in CI its absence is a failure.
+fn real_model_url() -> Option<String> {
+    match std::env::var("GRADELAB_TEST_LLM_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("GRADELAB_TEST_LLM_URL must point at the local model in CI")
+        }
+        _ => {
+            eprintln!("SKIPPED: set GRADELAB_TEST_LLM_URL=http://127.0.0.1:8765/v1 to run the LLM test run");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_llm_test_run_grades_with_the_real_local_model_and_measures_its_variance() {
+    let Some(url) = real_model_url() else { return };
+    let model = std::env::var("GRADELAB_TEST_LLM_MODEL").unwrap_or_else(|_| "local".into());
+    let app = spawn_app_with(|settings| {
+        settings.llm.provider = "llamacpp".into();
+        settings.llm.base_url = url;
+        settings.llm.model = model;
+        settings.llm.timeout_secs = 900;
+        settings.llm.max_retries = 1;
+    })
+    .await;
+    let teacher = app.sign_up("Lena").await;
+    let (items, answers) = saf_subset(&["4.13"], 6);
+    let guide = guide_from_items(&app, &teacher.token, "SAF, one item", &items).await;
+    import_text(
+        &app,
+        &teacher.token,
+        &guide,
+        &answers,
+        json!({ "validationFromTrain": 0.2, "seed": 2 }),
+    )
+    .await
+    .ok();
+    // Epoch 0 only, on one validation answer: the zero-shot grader as a version.
+    let input = json!({ "guideId": guide, "engine": "LLM", "epochs": 0, "patience": 1, "maxTokens": 96,
+        "exemplars": 0, "validationLimit": 1, "seed": 7 });
+    let job = app
+        .graphql(
+            Some(&teacher.token),
+            START_TRAINING,
+            json!({ "input": input }),
+        )
+        .await
+        .ok()["startTraining"]["id"]
+        .clone();
+    let job = wait_for_job(&app, &teacher.token, &job, Duration::from_secs(1800)).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    let version = job["result"]["grader_version_id"].clone();
+
+    let began = std::time::Instant::now();
+    let run = start_run(
+        &app,
+        &teacher.token,
+        json!({ "graderVersionId": version, "limit": 2, "repeats": 2, "repeatTemperature": 0.9 }),
+    )
+    .await;
+    let finished = wait_for_job(
+        &app,
+        &teacher.token,
+        &run["jobId"],
+        Duration::from_secs(1800),
+    )
+    .await;
+    assert_eq!(finished["status"], "SUCCEEDED", "{finished}");
+    assert!(
+        finished["promptTokens"].as_i64().unwrap_or(0) > 0,
+        "real calls were accounted: {finished}"
+    );
+    let data = app
+        .graphql(Some(&teacher.token), RUN, json!({ "id": run["id"] }))
+        .await
+        .ok();
+    let run = &data["testRun"];
+    let m = &run["metrics"];
+    assert_eq!(m["engine"], "llm");
+    assert_eq!(m["answers"], 2);
+    let rows = run["answers"].as_array().cloned().unwrap_or_default();
+    for row in &rows {
+        assert_eq!(row["scores"].as_array().map(Vec::len), Some(2), "{row}");
+        let score = f(&row["score"]);
+        assert!((0.0..=f(&row["maxMarks"])).contains(&score), "{row}");
+        assert!(
+            row["rationale"]
+                .as_str()
+                .is_some_and(|r| !r.trim().is_empty()),
+            "the model explains: {row}"
+        );
+    }
+    check_metrics_match_rows(run);
+    assert!(m["variance"]["flipRate"].is_number());
+    eprintln!(
+        "LLM test run: 2 answers × 2 in {:.1} s; scores {:?}; teacher {:?}; flip rate {}; {} prompt tokens",
+        began.elapsed().as_secs_f64(),
+        rows.iter().map(|r| r["scores"].clone()).collect::<Vec<_>>(),
+        rows.iter().map(|r| r["teacherScore"].clone()).collect::<Vec<_>>(),
+        m["variance"]["flipRate"],
+        finished["promptTokens"]
+    );
+}
