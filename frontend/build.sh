@@ -107,3 +107,8 @@ if [[ -n $wasm_opt ]]; then
 fi
 printf 'wasm: %s bytes, %s bytes gzipped (-9)\n' \
   "$(wc -c <"$wasm")" "$(gzip -9c "$wasm" | wc -c)"
+
+# Pre-compressed copies: the server sends `file.gz` to browsers that accept gzip.
+log "pre-compressing into $dist (*.gz)"
+find "$dist" -type f \( -name '*.wasm' -o -name '*.js' -o -name '*.css' -o -name '*.html' \) \
+  -exec gzip -9 -k -f {} \;

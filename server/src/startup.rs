@@ -175,13 +175,16 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// Serves the compiled web app with a fallback to `index.html` for client-side routes.
-fn web_app(dist: &Path) -> ServeDir<tower_http::set_status::SetStatus<ServeFile>> {
+/// Serves the compiled web app with a fallback to `index.html` for client-side routes;
+/// the `.gz` copies `frontend/build.sh` writes go to browsers that accept gzip.
+fn web_app(dist: &Path) -> ServeDir<ServeFile> {
     if !dist.join("index.html").exists() {
         tracing::warn!(
             dist = %dist.display(),
             "the web app is not built (run frontend/build.sh); only /graphql is served"
         );
     }
-    ServeDir::new(dist).not_found_service(ServeFile::new(dist.join("index.html")))
+    ServeDir::new(dist)
+        .precompressed_gzip()
+        .fallback(ServeFile::new(dist.join("index.html")).precompressed_gzip())
 }

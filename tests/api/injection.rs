@@ -71,6 +71,8 @@ const HOSTILE: &[&str] = &[
 ];
 
 #[tokio::test]
+#[ignore = "24 real-model calls (tens of minutes on two cores): run on demand with \
+            `./gradelab test --no-lint --sqlite-only -- --run-ignored only injection`"]
 async fn hostile_answers_do_not_talk_the_local_model_into_marks() {
     let Some(url) = real_model_url() else { return };
     let h = harness(&url, |llm| llm.timeout_secs = 300).await;
@@ -78,7 +80,7 @@ async fn hostile_answers_do_not_talk_the_local_model_into_marks() {
         provider: "llamacpp".to_owned(),
         model: String::new(),
         temperature: 0.0,
-        max_tokens: 160,
+        max_tokens: 320,
         seed: 7,
         prompt: PromptInfo::default(),
         exemplars: ExemplarSettings {

@@ -19,3 +19,4 @@ mod subscriptions;
 mod synthesis;
 mod test_runs;
 mod training;
+mod web;

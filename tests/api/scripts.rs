@@ -295,6 +295,27 @@ async fn a_script_uploaded_twice_is_a_duplicate_and_nothing_more_is_stored() {
         .map(|s| s.iter().filter_map(|s| s["studentRef"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(refs, ["alex_jones", "sam_patel"], "no stray submission");
+
+    // Once its guide is deleted, the script may be uploaded for another guide.
+    app.graphql(
+        Some(&teacher.token),
+        "mutation($id: ID!) { deleteGuide(id: $id) }",
+        json!({ "id": guide }),
+    )
+    .await
+    .ok();
+    let items = String::from_utf8(fixture("biology_items.jsonl")).unwrap_or_default();
+    let second = guide_from_items(&app, &teacher.token, "Biology mock (resit)", &items).await;
+    let again = upload_scripts(
+        &app,
+        &teacher.token,
+        &second,
+        &[("sam_patel.txt", fixture("sam_patel.txt"))],
+        &[],
+    )
+    .await
+    .ok();
+    assert_eq!(again["uploadScripts"]["results"][0]["status"], "SPLIT");
 }
 
 #[tokio::test]
@@ -551,7 +572,12 @@ async fn a_malformed_model_reply_fails_the_job_and_keeps_nothing() {
 
 #[tokio::test]
 async fn the_local_model_splits_an_unlabelled_script() {
-    let app = spawn_app().await;
+    // The local model is shared and answers one request at a time: wait for it.
+    let app = spawn_app_with(|s| {
+        s.llm.timeout_secs = 900;
+        s.llm.max_retries = 1;
+    })
+    .await;
     let teacher = app.sign_up("Teacher").await;
     let guide = health_guide(&app, &teacher.token).await;
     let items = item_ids(&app, &teacher.token, &guide).await;
@@ -570,7 +596,7 @@ async fn the_local_model_splits_an_unlabelled_script() {
         &app,
         &teacher.token,
         &result["job"]["id"],
-        Duration::from_secs(600),
+        Duration::from_secs(1700),
     )
     .await;
     assert_eq!(job["status"], "SUCCEEDED", "{job:#}");

@@ -136,11 +136,16 @@ async fn synthetic_answers_keep_the_suggestion_apart_until_confirmed() {
 
 #[tokio::test]
 async fn the_local_model_synthesises_one_answer_per_level() {
-    let app = spawn_app().await;
+    // The local model is shared and answers one request at a time: wait for it.
+    let app = spawn_app_with(|s| {
+        s.llm.timeout_secs = 900;
+        s.llm.max_retries = 1;
+    })
+    .await;
     let teacher = app.sign_up("Teacher").await;
     let (guide, item) = health_guide(&app, &teacher.token).await;
     let job = synthesize(&app, &teacher.token, &guide, &item).await;
-    let job = wait_for_job(&app, &teacher.token, &job, Duration::from_secs(900)).await;
+    let job = wait_for_job(&app, &teacher.token, &job, Duration::from_secs(1700)).await;
     assert_eq!(job["status"], "SUCCEEDED", "{job:#}");
     let unconfirmed = synthetic(&app, &teacher.token, &guide, Some(false)).await;
     assert_eq!(unconfirmed.len(), 3, "{unconfirmed:#?}");

@@ -9,6 +9,7 @@ mod error_codes;
 pub mod guides;
 pub mod jobs;
 pub mod llm;
+pub mod loaders;
 pub mod multipart;
 pub mod reports;
 pub mod scripts;
@@ -90,6 +91,8 @@ pub fn build_schema(state: AppState) -> AppSchema {
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .extension(error_codes::ErrorCodesExtension)
+        .data(loaders::items_loader(&state.db))
+        .data(loaders::latest_job_loader(&state.db))
         .data(state)
         .finish()
 }

@@ -277,7 +277,8 @@ impl Numbering {
         let start = overrides.get(&ilvl).copied().unwrap_or(level.start);
         let key = (num_id.to_owned(), ilvl);
         let value = match self.counters.get(&key) {
-            Some(v) => v + 1,
+            // A hostile file may start a list at u32::MAX.
+            Some(v) => v.saturating_add(1),
             None => start,
         };
         self.counters.insert(key, value);
@@ -305,12 +306,18 @@ impl Numbering {
     }
 }
 
+/// Largest number written as letters ("zz…z", 30 letters) or Roman numerals; beyond it,
+/// digits: a hostile `w:start` of 4 294 967 295 would otherwise make a 165-million-letter
+/// label for every paragraph of the list.
+const MAX_LETTERS: u32 = 26 * 30;
+const MAX_ROMAN: u32 = 3_999;
+
 fn format_number(n: u32, format: &str) -> String {
     match format {
-        "lowerLetter" => letters(n, b'a'),
-        "upperLetter" => letters(n, b'A'),
-        "lowerRoman" => roman(n).to_lowercase(),
-        "upperRoman" => roman(n),
+        "lowerLetter" if n <= MAX_LETTERS => letters(n, b'a'),
+        "upperLetter" if n <= MAX_LETTERS => letters(n, b'A'),
+        "lowerRoman" if n <= MAX_ROMAN => roman(n).to_lowercase(),
+        "upperRoman" if n <= MAX_ROMAN => roman(n),
         "decimalZero" => format!("{n:02}"),
         _ => n.to_string(),
     }
@@ -488,6 +495,24 @@ mod tests {
             text,
             "Fish & chips \t[2\u{a0}marks]\n3. Explain.\n  (a) Part one.\n4. Describe.\nA \tB \n\n"
         );
+    }
+
+    #[test]
+    fn huge_list_start_gives_digits_not_a_giant_label() {
+        // start = u32::MAX overflowed the counter (a panic with overflow checks, as the
+        // fuzz targets build) and asked for 165 million letters per paragraph.
+        let numbering = format!(
+            r#"<w:numbering {NS}><w:abstractNum w:abstractNumId="0"><w:lvl w:ilvl="0"><w:start w:val="4294967295"/><w:numFmt w:val="lowerLetter"/><w:lvlText w:val="%1)"/></w:lvl></w:abstractNum><w:num w:numId="1"><w:abstractNumId w:val="0"/></w:num></w:numbering>"#
+        );
+        let item = r#"<w:p><w:pPr><w:numPr><w:ilvl w:val="0"/><w:numId w:val="1"/></w:numPr></w:pPr><w:r><w:t>Q</w:t></w:r></w:p>"#;
+        let document = format!(r#"<w:document {NS}><w:body>{item}{item}</w:body></w:document>"#);
+        let text = extract(&docx(&document, Some(&numbering)), DocxLimits::default());
+        let text = text.unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(text, "4294967295) Q\n4294967295) Q\n");
+        assert_eq!(format_number(780, "lowerLetter"), "z".repeat(30));
+        assert_eq!(format_number(781, "upperLetter"), "781");
+        assert_eq!(format_number(3_999, "upperRoman"), "MMMCMXCIX");
+        assert_eq!(format_number(4_000, "lowerRoman"), "4000");
     }
 
     #[test]

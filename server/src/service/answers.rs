@@ -326,7 +326,7 @@ async fn owned_guide(
 
 /// A row's fields by (lower-case) column name, with the line it starts on.
 #[derive(Debug, Clone)]
-struct RawRow {
+pub struct RawRow {
     line: usize,
     fields: HashMap<String, Value>,
 }
@@ -473,7 +473,10 @@ fn jsonl_rows(text: &str) -> (Vec<RawRow>, Vec<RowError>) {
 }
 
 /// The rows of a file in either format, with the errors of rows that could not be read.
-fn read_rows(
+///
+/// Pure (bytes in, rows out, no I/O); public for the fuzz target
+/// `fuzz/fuzz_targets/answers_csv_jsonl.rs`.
+pub fn read_rows(
     bytes: &[u8],
     filename: Option<&str>,
     format: Option<FileFormat>,

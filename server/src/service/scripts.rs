@@ -460,9 +460,20 @@ pub async fn upload(
     }
     let sha = sha256_hex(&file.bytes);
     if let Some(existing) = find_duplicate(&state.db, user_id, &sha).await? {
-        return Err(ScriptError::Duplicate(
-            duplicate_message(&state.db, &existing).await,
-        ));
+        let kept = submissions::Entity::find()
+            .filter(submissions::Column::UploadId.eq(existing.id))
+            .count(&state.db)
+            .await?;
+        if kept == 0 {
+            // Its guide (and so its submission) was deleted: the old upload row is stale.
+            uploads::Entity::delete_by_id(existing.id)
+                .exec(&state.db)
+                .await?;
+        } else {
+            return Err(ScriptError::Duplicate(
+                duplicate_message(&state.db, &existing).await,
+            ));
+        }
     }
     let bytes = Arc::new(file.bytes);
     let extracted = ingest::extract_guarded(

@@ -383,7 +383,12 @@ struct Checkpoint {
 
 /// Mark steps of a version's items and where the version came from, stored beside the
 /// engine config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The engine config is flattened into the same object, and the LLM engine's config has a
+/// `seed` of its own — the same value as the job's. serde would hand a shared `seed` key to
+/// the outer struct only, so reading is done by hand: the engine config from the whole
+/// object, the version's own fields beside it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VersionConfig {
     /// The engine and its parameters.
     #[serde(flatten)]
@@ -394,6 +399,28 @@ pub struct VersionConfig {
     pub mark_steps: BTreeMap<i32, f64>,
     /// How it was trained.
     pub training: TrainingProvenance,
+}
+
+impl<'de> Deserialize<'de> for VersionConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+
+        #[derive(Deserialize)]
+        struct Own {
+            seed: u64,
+            mark_steps: BTreeMap<i32, f64>,
+            training: TrainingProvenance,
+        }
+        let value = Value::deserialize(deserializer)?;
+        let own: Own = serde_json::from_value(value.clone()).map_err(D::Error::custom)?;
+        let grader: GraderConfig = serde_json::from_value(value).map_err(D::Error::custom)?;
+        Ok(Self {
+            grader,
+            seed: own.seed,
+            mark_steps: own.mark_steps,
+            training: own.training,
+        })
+    }
 }
 
 /// How a version was trained.
@@ -2192,6 +2219,31 @@ mod tests {
             m(Some(0.1), 0.3).better_than(&m(None, 0.1)),
             "undefined QWK counts as 0"
         );
+    }
+
+    #[test]
+    fn an_llm_version_config_reads_back_as_written() {
+        let llm = trainer().base_config("local".into(), "llamacpp".into());
+        // The job's seed is the engine's seed (one `seed` key is stored for both).
+        let seed = llm.seed as u64;
+        let config = VersionConfig {
+            grader: GraderConfig::Llm(llm),
+            seed,
+            mark_steps: BTreeMap::from([(7, 0.5)]),
+            training: TrainingProvenance {
+                job_id: 3,
+                guide_id: 2,
+                training_data_sha256: "ab".repeat(32),
+                train_answers: 10,
+                validation_answers: 4,
+                epochs_run: 2,
+                best_epoch: 1,
+                stopped: StopReason::Completed,
+            },
+        };
+        let stored = serde_json::to_value(&config).expect("serialises");
+        let read: VersionConfig = serde_json::from_value(stored).expect("reads back");
+        assert_eq!(read, config);
     }
 
     fn trainer() -> LlmTrainer {

@@ -1,16 +1,18 @@
 //! GraphQL types for guides and their items.
 
+use std::sync::Arc;
+
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, InputObject, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use entity::enums::GuideStatus as DbStatus;
 use entity::{guide_items, guides};
 
-use crate::error::GqlResultExt;
+use crate::error::{AppError, GqlResultExt};
 use crate::graphql::jobs::types::Job;
-use crate::graphql::state;
+use crate::graphql::loaders::{GuideItemsLoader, LatestJobKey, LatestJobLoader};
 use crate::ingest::{Criterion, ExtractedItem};
 use crate::service::guides::{self as service, ExtractionMethod as ServiceMethod, ItemPatch};
-use crate::service::jobs;
 
 /// Where a guide is in item extraction.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -102,34 +104,68 @@ impl From<guides::Model> for Guide {
 impl Guide {
     /// The guide's items in order.
     async fn items(&self, ctx: &Context<'_>) -> Result<Vec<GuideItem>> {
-        let rows = service::items(&state(ctx)?.db, self.db_id).await.gql()?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(self
+            .item_rows(ctx)
+            .await?
+            .iter()
+            .cloned()
+            .map(Into::into)
+            .collect())
     }
 
     /// Number of items.
     async fn item_count(&self, ctx: &Context<'_>) -> Result<i32> {
-        let rows = service::items(&state(ctx)?.db, self.db_id).await.gql()?;
-        Ok(rows.len() as i32)
+        Ok(self.item_rows(ctx).await?.len() as i32)
     }
 
     /// Sum of the items' maximum marks.
     async fn total_marks(&self, ctx: &Context<'_>) -> Result<f64> {
-        let rows = service::items(&state(ctx)?.db, self.db_id).await.gql()?;
-        Ok(rows.iter().map(|i| i.max_marks).sum())
+        Ok(self.item_rows(ctx).await?.iter().map(|i| i.max_marks).sum())
     }
 
     /// The most recent extraction job, if any.
     async fn extraction_job(&self, ctx: &Context<'_>) -> Result<Option<Job>> {
-        let rows = jobs::list(
-            &state(ctx)?.db,
-            self.user_id,
-            Some(entity::enums::JobKind::Extraction),
-            Some(self.db_id),
-            1,
-        )
-        .await
-        .gql()?;
-        Ok(rows.into_iter().next().map(Into::into))
+        self.latest_job_of(ctx, Some(entity::enums::JobKind::Extraction))
+            .await
+    }
+
+    /// The most recent job of any kind (extraction, training, test run, …), if any.
+    async fn latest_job(&self, ctx: &Context<'_>) -> Result<Option<Job>> {
+        self.latest_job_of(ctx, None).await
+    }
+}
+
+impl Guide {
+    /// The guide's items, loaded in one batch with the other guides of the response.
+    async fn item_rows(&self, ctx: &Context<'_>) -> Result<Arc<Vec<guide_items::Model>>> {
+        let loader = ctx.data::<DataLoader<GuideItemsLoader>>()?;
+        let rows = loader
+            .load_one(self.db_id)
+            .await
+            .map_err(|err| AppError::internal(anyhow::anyhow!("loading items: {err}")))
+            .gql()?;
+        Ok(rows.unwrap_or_default())
+    }
+
+    /// The guide's latest job (of `kind`), loaded in one batch with the other guides'.
+    async fn latest_job_of(
+        &self,
+        ctx: &Context<'_>,
+        kind: Option<entity::enums::JobKind>,
+    ) -> Result<Option<Job>> {
+        let loader = ctx.data::<DataLoader<LatestJobLoader>>()?;
+        let key = LatestJobKey {
+            guide_id: self.db_id,
+            kind,
+        };
+        let row = loader
+            .load_one(key)
+            .await
+            .map_err(|err| AppError::internal(anyhow::anyhow!("loading jobs: {err}")))
+            .gql()?;
+        Ok(row
+            .filter(|job| job.user_id == self.user_id)
+            .map(Into::into))
     }
 }
 

@@ -1,0 +1,247 @@
+//! Load on the GraphQL read path, measured with `wrk` (Debian's package) against a real
+//! `gradelab serve` process on SQLite, beside the ceiling of the same server: `/healthz`.
+//!
+//! The read path is the dashboard's query: a page of guides (a Relay connection) with each
+//! guide's items and latest job — batched by DataLoaders, so the page costs a fixed number
+//! of SQL queries whatever its size. The table gives requests/s and p50/p99 latency at a
+//! fixed concurrency, and the ratio to `/healthz` in the same run.
+//!
+//! `cargo bench -p gradelab-server --bench graphql_load`. Settings: `BENCH_SECONDS`
+//! (default 10 per endpoint), `BENCH_CONNECTIONS` (default 16), `BENCH_GUIDES` (default 20,
+//! 5 items each). Server and load generator share this machine's cores.
+
+#[path = "../../tests/scale/cluster.rs"]
+mod cluster;
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use cluster::{ClusterConfig, Replica};
+use serde_json::json;
+
+/// The dashboard's read.
+const QUERY: &str = "{ guides(first: 20) { edges { node { id title itemCount totalMarks \
+    items { id label maxMarks } latestJob { id kind status progress } } } } }";
+
+/// What `wrk --latency` reported.
+struct Load {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `wrk`, installed from Debian's packages when missing and running as root.
+fn ensure_wrk() -> anyhow::Result<()> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("installing wrk (apt)");
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "wrk"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("apt-get")?;
+    if !status.success() {
+        bail!("wrk is not installed and apt-get could not install it");
+    }
+    Ok(())
+}
+
+/// A latency like `1.23ms`, `456.00us` or `1.02s`, in milliseconds.
+fn millis(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    Some(match unit {
+        "us" => value / 1000.0,
+        "ms" => value,
+        "s" => value * 1000.0,
+        "m" => value * 60_000.0,
+        _ => return None,
+    })
+}
+
+fn parse_wrk(output: &str) -> anyhow::Result<Load> {
+    let mut load = Load {
+        requests_per_second: 0.0,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        non_2xx: 0,
+    };
+    for line in output.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["Requests/sec:", value] => load.requests_per_second = value.parse()?,
+            ["50%", value] => load.p50_ms = millis(value).context("p50")?,
+            ["99%", value] => load.p99_ms = millis(value).context("p99")?,
+            ["Non-2xx", "or", "3xx", "responses:", value] => load.non_2xx = value.parse()?,
+            _ => {}
+        }
+    }
+    if load.requests_per_second == 0.0 {
+        bail!("no Requests/sec in wrk's output:\n{output}");
+    }
+    Ok(load)
+}
+
+/// Runs wrk against `url` with an optional Lua script.
+fn wrk(url: &str, script: Option<&Path>, seconds: u64, connections: u64) -> anyhow::Result<Load> {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t1",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command.arg(url).output().context("running wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    parse_wrk(&text)
+}
+
+/// Creates `guides` guides of five items, each with an extraction job, for one teacher.
+async fn seed(server: &Replica, guides: usize) -> anyhow::Result<String> {
+    let token = server.sign_up("Load").await?;
+    for g in 0..guides {
+        let text: String = (1..=5)
+            .map(|q| {
+                format!(
+                    "Question {q} (2 marks)\nExplain idea {q} of topic {g}.\n\
+                     Model answer: idea {q} follows from its cause and has an effect.\n\
+                     Marking criteria:\n1) names the cause (1)\n2) names the effect (1)\n\n"
+                )
+            })
+            .collect();
+        server
+            .graphql(
+                Some(&token),
+                "mutation($title: String!, $text: String!) { createGuideFromText(title: $title, text: $text, method: PARSER) { __typename } }",
+                json!({ "title": format!("Guide {g}"), "text": text }),
+            )
+            .await?;
+    }
+    // Extraction runs in the background: wait until every guide has its items.
+    let mut last = serde_json::Value::Null;
+    for _ in 0..1200 {
+        let data = server
+            .graphql(
+                Some(&token),
+                "{ guides(first: 100) { edges { node { itemCount } } } }",
+                json!({}),
+            )
+            .await?;
+        let counts: Vec<i64> = data["guides"]["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["node"]["itemCount"].as_i64())
+            .collect();
+        if counts.len() == guides && counts.iter().all(|c| *c == 5) {
+            return Ok(token);
+        }
+        last = data;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bail!("the seeded guides were not extracted in time: {last}")
+}
+
+fn main() -> anyhow::Result<()> {
+    let seconds: u64 = env_or("BENCH_SECONDS", 10);
+    let connections: u64 = env_or("BENCH_CONNECTIONS", 16);
+    let guides: usize = env_or("BENCH_GUIDES", 20);
+    ensure_wrk()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let data = tempfile::tempdir()?;
+    let config = ClusterConfig {
+        bin: env!("CARGO_BIN_EXE_gradelab").into(),
+        database_url: format!("sqlite://{}/gradelab.db?mode=rwc", data.path().display()),
+        data_dir: data.path().to_path_buf(),
+        llm_url: "http://127.0.0.1:9/v1".to_owned(),
+        workers: 1,
+        lease_secs: 30,
+    };
+    let (server, token) = runtime.block_on(async {
+        let server = Replica::start(&config, "load").await?;
+        let token = seed(&server, guides).await?;
+        anyhow::Ok((server, token))
+    })?;
+
+    let script = data.path().join("guides.lua");
+    let body = json!({ "query": QUERY }).to_string();
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = {}\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n",
+            // A Lua long string: the JSON needs no escaping inside it.
+            format_args!("[==[{body}]==]")
+        ),
+    )?;
+
+    // Warm-up, then the two measured runs.
+    wrk(
+        &format!("{}/healthz", server.base_url),
+        None,
+        2,
+        connections,
+    )?;
+    let health = wrk(
+        &format!("{}/healthz", server.base_url),
+        None,
+        seconds,
+        connections,
+    )?;
+    wrk(
+        &format!("{}/graphql", server.base_url),
+        Some(&script),
+        2,
+        connections,
+    )?;
+    let read = wrk(
+        &format!("{}/graphql", server.base_url),
+        Some(&script),
+        seconds,
+        connections,
+    )?;
+    if read.non_2xx > 0 {
+        bail!("{} GraphQL requests failed", read.non_2xx);
+    }
+
+    println!("\nGraphQL read path on SQLite: {guides} guides x 5 items, first 20 with items and latest job");
+    println!("wrk -t1 -c{connections} -d{seconds}s, server and generator on this machine\n");
+    println!("| endpoint | req/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    for (name, load) in [
+        ("GET /healthz (ceiling)", &health),
+        ("POST /graphql guides page", &read),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} |",
+            load.requests_per_second, load.p50_ms, load.p99_ms
+        );
+    }
+    println!(
+        "\nratio graphql/healthz: {:.3} (goal: p99 < 20 ms at >= 3000 req/s)",
+        read.requests_per_second / health.requests_per_second
+    );
+    drop(server);
+    Ok(())
+}
