@@ -4,6 +4,7 @@ mod access;
 mod accounts;
 mod answers;
 mod cli;
+mod contention;
 mod exports;
 mod guides;
 mod guides_fixtures;

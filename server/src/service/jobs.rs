@@ -707,6 +707,19 @@ async fn run_claimed(
                 return;
             }
         };
+        if let Err(err) = &outcome {
+            if is_contention(err) && job.attempts < CONTENTION_ATTEMPTS {
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    "database busy; the job runs again"
+                );
+                match retry_later(state, &job, owner).await {
+                    Ok(()) => observability::job_run(&kind, "retried", began.elapsed()),
+                    Err(err) => tracing::error!(error = %err, "handing the job back failed"),
+                }
+                return;
+            }
+        }
         let label = match &outcome {
             Ok(Outcome::Succeeded(_)) => "succeeded",
             Ok(Outcome::Cancelled) => "cancelled",
@@ -759,8 +772,24 @@ async fn heartbeat(db: DatabaseConnection, job_id: i32, owner: String, timings: 
 /// Hands a running job's lease back: it stays `running` with a lease that has already
 /// lapsed, so the next claim (on any replica) resumes it from its checkpoint.
 async fn release(state: &AppState, job: &jobs::Model, owner: &str) -> Result<(), DbErr> {
+    if lapse_lease(state, job, owner).await? {
+        emit(
+            state,
+            job,
+            "log",
+            json!({ "message": "this server is shutting down: the job was handed back and resumes from its last finished epoch" }),
+        )
+        .await?;
+        notify(&state.db, WORK_CHANNEL, job.id.to_string()).await?;
+    }
+    Ok(())
+}
+
+/// Lets `owner`'s lease on a running job lapse now, so the next claim takes the job up
+/// from its checkpoint. Returns whether `owner` still held it.
+async fn lapse_lease(state: &AppState, job: &jobs::Model, owner: &str) -> Result<bool, DbErr> {
     let now = Utc::now();
-    let released = jobs::Entity::update_many()
+    Ok(jobs::Entity::update_many()
         .col_expr(
             jobs::Column::LeaseOwner,
             Expr::value(Option::<String>::None),
@@ -776,15 +805,40 @@ async fn release(state: &AppState, job: &jobs::Model, owner: &str) -> Result<(),
         .exec(&state.db)
         .await?
         .rows_affected
-        == 1;
-    if released {
+        == 1)
+}
+
+/// Attempts a job gets when it fails only because the database was momentarily busy.
+const CONTENTION_ATTEMPTS: i32 = 10;
+
+/// Whether a job failed because of a write conflict that running it again resolves:
+/// SQLite's `database is locked` (a deferred transaction that could not take the write
+/// lock, which `busy_timeout` does not wait out) or a PostgreSQL serialization failure or
+/// deadlock. Handlers write in transactions, so the failed attempt left nothing behind.
+fn is_contention(err: &anyhow::Error) -> bool {
+    let text = format!("{err:#}");
+    [
+        "database is locked",
+        "database table is locked",
+        "could not serialize access",
+        "deadlock detected",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+}
+
+/// Hands a job that hit a write conflict back to the queue at once (its lease lapsed), to
+/// be claimed again — by this worker or another — and resumed from its checkpoint.
+async fn retry_later(state: &AppState, job: &jobs::Model, owner: &str) -> Result<(), DbErr> {
+    if lapse_lease(state, job, owner).await? {
         emit(
             state,
             job,
             "log",
-            json!({ "message": "this server is shutting down: the job was handed back and resumes from its last finished epoch" }),
+            json!({ "message": format!("the database was busy; running the job again (attempt {} of {CONTENTION_ATTEMPTS})", job.attempts + 1) }),
         )
         .await?;
+        state.jobs.work.notify_one();
         notify(&state.db, WORK_CHANNEL, job.id.to_string()).await?;
     }
     Ok(())
