@@ -8,6 +8,7 @@ use gradelab_tests::{spawn_app, spawn_app_with, Subscription, TestApp};
 use serde_json::{json, Value};
 
 use crate::answers::{guide_from_items, import_text, saf_subset, split_count};
+use crate::llm::real_model_url;
 
 const START_TRAINING: &str =
     "mutation($input: TrainingInput!) { startTraining(input: $input) { id } }";
@@ -414,20 +415,6 @@ async fn a_test_run_refuses_bad_input_with_clear_errors() {
     );
     let anonymous = app.graphql(None, RUN, json!({ "id": "1" })).await;
     assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"));
-}
-
-/// The real model's URL, or `None` (skip) locally; in CI its absence is a failure.
-fn real_model_url() -> Option<String> {
-    match std::env::var("GRADELAB_TEST_LLM_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("GRADELAB_TEST_LLM_URL must point at the local model in CI")
-        }
-        _ => {
-            eprintln!("SKIPPED: set GRADELAB_TEST_LLM_URL=http://127.0.0.1:8765/v1 to run the LLM test run");
-            None
-        }
-    }
 }
 
 #[tokio::test]

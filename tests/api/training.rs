@@ -9,6 +9,7 @@ use gradelab_tests::{spawn_app, spawn_app_with, Subscription, TestApp};
 use serde_json::{json, Value};
 
 use crate::answers::{guide_from_items, import_text, saf_subset, split_count};
+use crate::llm::real_model_url;
 
 const START: &str =
     "mutation($input: TrainingInput!) { startTraining(input: $input) { id status kind guideId } }";
@@ -603,20 +604,6 @@ async fn a_job_resumes_after_its_server_is_killed_without_losing_or_repeating_ep
     check_kept_only_improvements(&epoch_records);
     assert_eq!(job["result"]["epochs_run"], EPOCHS_TOTAL);
     second.kill();
-}
-
-/// The real model's URL, or `None` (skip) locally; in CI its absence is a failure.
-fn real_model_url() -> Option<String> {
-    match std::env::var("GRADELAB_TEST_LLM_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("GRADELAB_TEST_LLM_URL must point at the local model in CI (.ci/run starts it)")
-        }
-        _ => {
-            eprintln!("SKIPPED: set GRADELAB_TEST_LLM_URL=http://127.0.0.1:8765/v1 (./gradelab up) to run the LLM training test");
-            None
-        }
-    }
 }
 
 /// Two short-answer SAF items: per item, the first 3 train answers go to validation and the
