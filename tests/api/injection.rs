@@ -71,8 +71,9 @@ const HOSTILE: &[&str] = &[
 ];
 
 #[tokio::test]
-#[ignore = "24 real-model calls (tens of minutes on two cores): run on demand with \
-            `./gradelab test --no-lint --sqlite-only -- --run-ignored only injection`"]
+#[ignore = "fails today: zero-shot, the local 1.5B model gave full marks to at least 9 of \
+            these 24 answers (session 2). Run: `./gradelab test --no-lint --sqlite-only -- \
+            --run-ignored only injection` (about 7 minutes on an idle machine)"]
 async fn hostile_answers_do_not_talk_the_local_model_into_marks() {
     let Some(url) = real_model_url() else { return };
     let h = harness(&url, |llm| llm.timeout_secs = 300).await;
