@@ -18,7 +18,8 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .expect("fixture exists")
 }
 
-/// A GraphQL multipart request: `files` maps a variable name to (file name, bytes).
+/// A GraphQL multipart request: `files` maps a variable (or a dotted path inside the
+/// variables, e.g. `scripts.0.file`, which the caller sets to null) to (file name, bytes).
 pub async fn multipart(
     app: &TestApp,
     token: &str,
@@ -28,7 +29,9 @@ pub async fn multipart(
 ) -> GqlResponse {
     let mut map = serde_json::Map::new();
     for (index, (variable, _, _)) in files.iter().enumerate() {
-        variables[*variable] = Value::Null;
+        if !variable.contains('.') {
+            variables[*variable] = Value::Null;
+        }
         map.insert(index.to_string(), json!([format!("variables.{variable}")]));
     }
     let operations = json!({ "query": query, "variables": variables });

@@ -44,41 +44,22 @@ pub async fn upload_scripts(
         "mutation($guide: ID!, $scripts: [ScriptInput!]!) {{
            uploadScripts(guideId: $guide, scripts: $scripts) {{ {RESULT_FIELDS} }} }}"
     );
-    let operations = json!({ "query": query, "variables": { "guide": guide, "scripts": scripts } });
-    let map: serde_json::Map<String, Value> = (0..files.len())
-        .map(|i| {
-            (
-                i.to_string(),
-                json!([format!("variables.scripts.{i}.file")]),
-            )
-        })
+    let paths: Vec<String> = (0..files.len())
+        .map(|i| format!("scripts.{i}.file"))
         .collect();
-    let mut form = reqwest::multipart::Form::new()
-        .text("operations", operations.to_string())
-        .text("map", Value::Object(map).to_string());
-    for (i, (filename, bytes)) in files.iter().enumerate() {
-        form = form.part(
-            i.to_string(),
-            reqwest::multipart::Part::bytes(bytes.clone()).file_name((*filename).to_owned()),
-        );
-    }
-    let response = app
-        .client
-        .post(format!("{}/graphql", app.base_url))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("request reaches the server");
-    let body: Value = response.json().await.expect("JSON response");
-    GqlResponse {
-        data: body.get("data").cloned().unwrap_or(Value::Null),
-        errors: body
-            .get("errors")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default(),
-    }
+    let parts: Vec<(&str, &str, Vec<u8>)> = paths
+        .iter()
+        .zip(files)
+        .map(|(path, (filename, bytes))| (path.as_str(), *filename, bytes.clone()))
+        .collect();
+    crate::answers::multipart(
+        app,
+        token,
+        &query,
+        json!({ "guide": guide, "scripts": scripts }),
+        &parts,
+    )
+    .await
 }
 
 /// The guide's items as label → id.
