@@ -621,9 +621,17 @@ async fn the_local_model_writes_a_checked_narrative_or_the_report_says_it_fell_b
         }
         "COMPUTED" => {
             assert!(html.contains("Computed summary (fallback)"));
+            // A small model may stray in several ways; each has its own, human reason.
             let reason = report["fallbackReason"].as_str().unwrap_or_default();
             assert!(
-                reason.contains("not in the report") || reason.contains("language model failed"),
+                [
+                    "not in the report",
+                    "language model failed",
+                    "repeats itself",
+                    "narrative is empty"
+                ]
+                .iter()
+                .any(|known| reason.contains(known)),
                 "{reason}"
             );
         }

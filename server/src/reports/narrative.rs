@@ -125,6 +125,29 @@ pub fn user_prompt(data: &ReportData) -> String {
     )
 }
 
+/// The insight about mean bias, given the displayed (signed) value.
+fn bias_sentence(bias: &str) -> String {
+    let value = bias.trim_start_matches('+').parse::<f64>().unwrap_or(0.0);
+    if value == 0.0 {
+        return format!(
+            "Mean bias is {bias} marks: on average the grader marks neither above nor below the teacher."
+        );
+    }
+    let direction = if value < 0.0 { "below" } else { "above" };
+    format!(
+        "Mean bias is {bias} {}: the grader tends to mark {direction} the teacher.",
+        marks_word(bias)
+    )
+}
+
+/// "mark" for a displayed value of exactly one (or minus one), "marks" otherwise.
+fn marks_word(value: &str) -> &'static str {
+    match value.trim_start_matches(['+', '-']).parse::<f64>() {
+        Ok(v) if v == 1.0 => "mark",
+        _ => "marks",
+    }
+}
+
 /// The narrative GradeLab writes itself from the figures.
 pub fn computed(data: &ReportData, reason: Option<String>) -> Narrative {
     let get = |key: &str| {
@@ -156,23 +179,19 @@ pub fn computed(data: &ReportData, reason: Option<String>) -> Narrative {
     let mut insights = Vec::new();
     if let Some(mae) = &mae {
         insights.push(format!(
-            "On average the grader is {mae} marks away from the teacher."
+            "On average the grader is {mae} {} away from the teacher.",
+            marks_word(mae)
         ));
     }
     if let Some(bias) = &bias {
-        let direction = if bias.starts_with('-') {
-            "below"
-        } else {
-            "above"
-        };
-        insights.push(format!(
-            "Mean bias is {bias} marks: the grader tends to mark {direction} the teacher."
-        ));
+        insights.push(bias_sentence(bias));
     }
     if let Some(worst_item) = data.worst_item() {
         insights.push(format!(
-            "Item {} has the largest mean absolute error ({} marks).",
-            worst_item.label, worst_item.mae
+            "Item {} has the largest mean absolute error ({} {}).",
+            worst_item.label,
+            worst_item.mae,
+            marks_word(&worst_item.mae)
         ));
     }
     if let (Some(first), Some(last)) = (data.epochs.first(), data.best_epoch()) {
@@ -459,5 +478,29 @@ mod tests {
         narrative.insights.pop();
         narrative.recommendations = narrative.insights.clone();
         assert_eq!(shown.check(&narrative), Err(Rejection::Repetitive));
+    }
+
+    #[test]
+    fn the_computed_narrative_reads_like_a_person_wrote_it() {
+        assert_eq!(
+            bias_sentence("0"),
+            "Mean bias is 0 marks: on average the grader marks neither above nor below the teacher."
+        );
+        assert_eq!(
+            bias_sentence("+0.00"),
+            "Mean bias is +0.00 marks: on average the grader marks neither above nor below the teacher."
+        );
+        assert_eq!(
+            bias_sentence("-1"),
+            "Mean bias is -1 mark: the grader tends to mark below the teacher."
+        );
+        assert_eq!(
+            bias_sentence("+0.25"),
+            "Mean bias is +0.25 marks: the grader tends to mark above the teacher."
+        );
+        assert_eq!(marks_word("1"), "mark");
+        assert_eq!(marks_word("1.0"), "mark");
+        assert_eq!(marks_word("0.5"), "marks");
+        assert_eq!(marks_word("2"), "marks");
     }
 }
