@@ -7,6 +7,10 @@
 # wasm-opt 132 from npm under $GRADELAB_CACHE/npm (Debian's binaryen 108 breaks the
 # output; without npm the wasm is left unoptimised). Idempotent.
 #
+# Prints the wasm's size, raw and gzipped (-9), against the 200 KB gzipped budget
+# (issue 8), and pre-compresses dist/ for the server: with zopfli when it is installed
+# (or can be, with apt as root), a gzip stream about 4 % smaller than gzip -9's.
+#
 # Environment: GRADELAB_CACHE (default ~/.cache/gradelab), CARGO_TARGET_DIR
 # (default $GRADELAB_CACHE/frontend-target).
 set -euo pipefail
@@ -81,9 +85,25 @@ ensure_wasm_opt() {
   npm install --prefix "$cache/npm" --no-audit --no-fund --loglevel=error "binaryen@$binaryen_version"
 }
 
+# zopfli (Debian package) for the pre-compressed copies; empty when it cannot be had.
+ensure_zopfli() {
+  zopfli="$(command -v zopfli || true)"
+  if [[ -n $zopfli ]]; then
+    return
+  fi
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zopfli >/dev/null 2>&1; then
+    zopfli="$(command -v zopfli || true)"
+  fi
+  if [[ -z $zopfli ]]; then
+    log "zopfli not found: pre-compressing with gzip -9 (about 4 % larger)"
+  fi
+}
+
 ensure_debian_toolchain
 ensure_wasm_bindgen
 ensure_wasm_opt
+ensure_zopfli
 
 log "building $crate (release, wasm32)"
 (cd "$here" && CARGO_TARGET_DIR="$target_dir" cargo build --release)
@@ -99,16 +119,37 @@ cp "$here/index.html" "$here/style.css" "$dist/"
 wasm="$dist/${crate}_bg.wasm"
 if [[ -n $wasm_opt ]]; then
   log "optimising with $("$wasm_opt" --version)"
-  # The features rustc 1.96 enables for wasm32-unknown-unknown.
-  "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  # The features rustc 1.96 enables for wasm32-unknown-unknown. The exports dropped
+  # first are wasm-streams' JS stream adapters (leptos → server_fn → wasm-streams),
+  # which the app never uses: without them -Oz removes their code (5 KB). Re-looping the
+  # control flow before -Oz (twice) gzips 1 KB smaller than a plain -Oz.
+  "$wasm_opt" --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
     --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    --remove-exports --pass-arg='remove-exports@*intounderlying*' \
+    --flatten --rereloop -Oz -Oz \
     "$wasm" -o "$wasm.opt"
   mv "$wasm.opt" "$wasm"
 fi
-printf 'wasm: %s bytes, %s bytes gzipped (-9)\n' \
-  "$(wc -c <"$wasm")" "$(gzip -9c "$wasm" | wc -c)"
 
 # Pre-compressed copies: the server sends `file.gz` to browsers that accept gzip.
 log "pre-compressing into $dist (*.gz)"
-find "$dist" -type f \( -name '*.wasm' -o -name '*.js' -o -name '*.css' -o -name '*.html' \) \
-  -exec gzip -9 -k -f {} \;
+while IFS= read -r -d '' file; do
+  if [[ -n $zopfli ]]; then
+    "$zopfli" -c "$file" >"$file.gz"
+  else
+    gzip -9 -c "$file" >"$file.gz"
+  fi
+done < <(find "$dist" -type f \( -name '*.wasm' -o -name '*.js' -o -name '*.css' -o -name '*.html' \) -print0)
+
+# The size budget (issue 8): the whole app's wasm, gzipped. Reported, not yet enforced:
+# the app is still over it; make it fatal once under.
+budget=204800
+raw="$(wc -c <"$wasm")"
+gz="$(gzip -9c "$wasm" | wc -c)"
+served="$(wc -c <"$wasm.gz")"
+printf 'wasm: %s bytes, %s bytes gzipped (-9), %s bytes as served (%s)\n' \
+  "$raw" "$gz" "$served" "$(basename "$wasm").gz"
+if ((gz > budget)); then
+  printf 'warning: the wasm is %s bytes over its %s-byte gzipped budget\n' \
+    "$((gz - budget))" "$budget" >&2
+fi

@@ -1,6 +1,6 @@
 //! The root component: the route table, with the sign-in guard.
 
-use leptos::{either::EitherOf14, prelude::*};
+use leptos::prelude::*;
 
 use crate::api::session;
 use crate::components::{keyed::keyed, shell::TopBar};
@@ -64,25 +64,25 @@ fn route(path: &str, signed_in: bool) -> Route {
     }
 }
 
-fn page(route: Route) -> impl IntoView {
+fn page(route: Route) -> AnyView {
     match route {
-        Route::SignIn => EitherOf14::A(view! { <SignInPage /> }),
-        Route::SignUp => EitherOf14::B(view! { <SignUpPage /> }),
-        Route::Dashboard => EitherOf14::C(view! { <DashboardPage /> }),
-        Route::Guides => EitherOf14::D(view! { <GuidesPage /> }),
-        Route::Guide(id) => EitherOf14::E(view! { <GuidePage id=id /> }),
-        Route::Answers(id) => EitherOf14::F(view! { <AnswersPage id=id /> }),
-        Route::Training => EitherOf14::G(view! { <TrainingPage /> }),
-        Route::TrainingJob(id) => EitherOf14::H(view! { <TrainingJobPage id=id /> }),
-        Route::Settings => EitherOf14::I(view! { <SettingsPage /> }),
-        Route::TestRun(id) => EitherOf14::J(view! { <TestRunPage id=id /> }),
-        Route::Reports => EitherOf14::K(view! { <ReportsPage /> }),
-        Route::Report(id) => EitherOf14::L(view! { <ReportPage id=id /> }),
-        Route::NotFound => EitherOf14::M(view! { <NotFoundPage /> }),
+        Route::SignIn => view! { <SignInPage /> }.into_any(),
+        Route::SignUp => view! { <SignUpPage /> }.into_any(),
+        Route::Dashboard => view! { <DashboardPage /> }.into_any(),
+        Route::Guides => view! { <GuidesPage /> }.into_any(),
+        Route::Guide(id) => view! { <GuidePage id=id /> }.into_any(),
+        Route::Answers(id) => view! { <AnswersPage id=id /> }.into_any(),
+        Route::Training => view! { <TrainingPage /> }.into_any(),
+        Route::TrainingJob(id) => view! { <TrainingJobPage id=id /> }.into_any(),
+        Route::Settings => view! { <SettingsPage /> }.into_any(),
+        Route::TestRun(id) => view! { <TestRunPage id=id /> }.into_any(),
+        Route::Reports => view! { <ReportsPage /> }.into_any(),
+        Route::Report(id) => view! { <ReportPage id=id /> }.into_any(),
+        Route::NotFound => view! { <NotFoundPage /> }.into_any(),
         Route::Redirect(to) => {
             // After this render: the new path renders its own page.
             queue_microtask(move || router::redirect(to));
-            EitherOf14::N(())
+            ().into_any()
         }
     }
 }

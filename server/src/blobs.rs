@@ -99,6 +99,51 @@ impl BlobStore {
         Ok(Put { key, created })
     }
 
+    /// Stores everything `reader` yields, hashing it while it is copied in 1 MiB blocks, so
+    /// a large upload never sits in memory whole (blocking I/O: call from `spawn_blocking`).
+    /// On any error (a full disk: [`std::io::ErrorKind::StorageFull`]) the temporary file
+    /// is removed and nothing is stored. Returns the blob and its size in bytes.
+    pub fn put_reader(&self, mut reader: impl std::io::Read) -> std::io::Result<(Put, u64)> {
+        let tmp_dir = self.root.join("tmp");
+        std::fs::create_dir_all(&tmp_dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1024 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n])?;
+            size += n as u64;
+        }
+        tmp.as_file().sync_all()?;
+        let key = hex::encode(hasher.finalize());
+        let path = self
+            .path(&key)
+            .ok_or_else(|| std::io::Error::other("invalid blob key"))?;
+        if path.exists() {
+            // Identical content is stored already; the temporary copy goes.
+            return Ok((
+                Put {
+                    key,
+                    created: false,
+                },
+                size,
+            ));
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let created = !path.exists();
+        tmp.persist(&path).map_err(|err| err.error)?;
+        Ok((Put { key, created }, size))
+    }
+
     /// Reads a blob.
     pub fn get(&self, key: &str) -> std::io::Result<Vec<u8>> {
         let path = self
@@ -197,6 +242,23 @@ mod tests {
         assert!(dir.path().join("tmp/.tmpInFlight").exists());
         assert_eq!(store.sweep_tmp_older_than(Duration::ZERO)?, 1);
         assert!(!dir.path().join("tmp/.tmpInFlight").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn put_reader_streams_and_matches_put() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = BlobStore::new(dir.path());
+        let bytes: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
+        let (put, size) = store.put_reader(std::io::Cursor::new(&bytes))?;
+        assert!(put.created);
+        assert_eq!(size, bytes.len() as u64);
+        assert_eq!(put.key, BlobStore::key_of(&bytes));
+        assert_eq!(store.get(&put.key)?, bytes);
+        let (again, _) = store.put_reader(std::io::Cursor::new(&bytes))?;
+        assert!(!again.created);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp"))?.count(), 0);
         Ok(())
     }
 

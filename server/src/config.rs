@@ -24,6 +24,8 @@ const NON_SETTING_ENV: &[&str] = &[
     "local_llm",
     "root",
     "scripts",
+    // `GRADELAB_SECRET_KEY`: an alias of `secrets.key`, read in `Settings::load`.
+    "secret_key",
 ];
 
 /// `GRADELAB_TEST_*` variables steer the test suite, never the server.
@@ -55,6 +57,20 @@ pub struct Settings {
     pub embeddings: EmbeddingSettings,
     /// Logging.
     pub telemetry: TelemetrySettings,
+    /// The key that encrypts users' API keys at rest.
+    pub secrets: SecretSettings,
+}
+
+/// Secrets the server holds outside the database.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SecretSettings {
+    /// Key-encryption key for users' stored API keys: 32 random bytes, base64 or hex
+    /// (`openssl rand -base64 32`). Also read from `GRADELAB_SECRET_KEY`. When unset, one
+    /// is generated on first start into `<data_dir>/secret.key` (mode 0600). Replicas on
+    /// one PostgreSQL database must all use the same key. Never logged.
+    #[serde(serialize_with = "redacted")]
+    pub key: Option<SecretString>,
 }
 
 /// Sentence-embedding model settings (all-MiniLM-L6-v2, notes/EMBEDDINGS.md).
@@ -224,6 +240,12 @@ pub struct LlmSettings {
     pub max_retry_after_secs: u64,
     /// Answer a repeated deterministic request (temperature 0) from the `llm_cache` table.
     pub cache: bool,
+    /// Whether a user's own base URL (or their provider preset's) may point at loopback,
+    /// private or link-local addresses. The server makes those requests on the user's
+    /// behalf, so on a shared server set it to `false` to keep users from reaching internal
+    /// services (SSRF); the single-teacher default allows a local Ollama or llama.cpp.
+    /// The server's own `llm.base_url` is never restricted.
+    pub allow_private_base_urls: bool,
 }
 
 /// Logging settings. The filter itself comes from `RUST_LOG` (default `info`).
@@ -248,6 +270,7 @@ impl Default for Settings {
             guides: GuideSettings::default(),
             embeddings: EmbeddingSettings::default(),
             telemetry: TelemetrySettings::default(),
+            secrets: SecretSettings::default(),
         }
     }
 }
@@ -301,6 +324,7 @@ impl Default for LlmSettings {
             retry_max_ms: 20_000,
             max_retry_after_secs: 60,
             cache: true,
+            allow_private_base_urls: true,
         }
     }
 }
@@ -321,7 +345,13 @@ impl Settings {
                             .starts_with(TEST_ENV_PREFIX)
                     }),
             );
-        let settings: Settings = figment.extract().map_err(Box::new)?;
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        if settings.secrets.key.is_none() {
+            settings.secrets.key = std::env::var("GRADELAB_SECRET_KEY")
+                .ok()
+                .filter(|key| !key.trim().is_empty())
+                .map(SecretString::from);
+        }
         let given: serde_json::Value = figment.extract().map_err(Box::new)?;
         let known = serde_json::to_value(Settings::default()).unwrap_or_default();
         let mut unknown = Vec::new();

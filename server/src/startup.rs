@@ -59,7 +59,14 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.server.bind))?;
         let workers = settings.jobs.workers;
-        let state = AppState::new(db, settings);
+        let secrets = crate::llm::SecretBox::load_or_create(&settings)
+            .context("loading the secret key for stored API keys")?;
+        let state = AppState::new(db, settings, secrets);
+        match crate::llm::user_settings::seal_plaintext_keys(&state.llm).await {
+            Ok(0) => {}
+            Ok(sealed) => tracing::info!(sealed, "encrypted API keys stored in plain text"),
+            Err(err) => tracing::warn!(error = %err, "could not encrypt plain-text API keys"),
+        }
         crate::service::jobs::start_workers(state.clone(), crate::service::job_handlers(), workers);
         let router = router(state.clone());
         Ok(Self {

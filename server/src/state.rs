@@ -6,7 +6,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
 
 use crate::config::Settings;
-use crate::llm::LlmClient;
+use crate::llm::{LlmClient, SecretBox};
 use crate::service::accounts::AccountEvent;
 use crate::service::jobs::JobBus;
 
@@ -29,8 +29,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state around an open database.
-    pub fn new(db: DatabaseConnection, settings: Settings) -> Self {
+    /// Builds the state around an open database; `secrets` seals users' API keys.
+    pub fn new(db: DatabaseConnection, settings: Settings, secrets: SecretBox) -> Self {
         let (account_events, _) = broadcast::channel(256);
         let instance_id = format!(
             "{}-{}-{:08x}",
@@ -38,7 +38,7 @@ impl AppState {
             std::process::id(),
             rand::random::<u32>()
         );
-        let llm = Arc::new(LlmClient::new(&settings.llm, db.clone()));
+        let llm = Arc::new(LlmClient::new(&settings.llm, db.clone()).with_secrets(secrets));
         Self {
             db,
             settings: Arc::new(settings),

@@ -377,6 +377,28 @@ async fn an_identical_file_is_a_duplicate_and_imports_nothing_twice() {
     .await
     .ok();
     assert_eq!(theirs["importAnswers"]["imported"], 18);
+
+    // Once the guide is deleted its answers are gone: the same files import afresh.
+    let deleted = app
+        .graphql(
+            Some(&teacher.token),
+            "mutation($id: ID!) { deleteGuide(id: $id) }",
+            json!({ "id": guide }),
+        )
+        .await;
+    assert!(deleted.errors.is_empty(), "{:?}", deleted.errors);
+    let fresh_guide = guide_from_items(&app, &teacher.token, "Science", &items).await;
+    let fresh = import_file(
+        &app,
+        &teacher.token,
+        &fresh_guide,
+        "scores.csv",
+        fixture("science_scored.csv"),
+        json!({}),
+    )
+    .await;
+    assert!(fresh.errors.is_empty(), "{:?}", fresh.errors);
+    assert_eq!(fresh.ok()["importAnswers"]["imported"], 18);
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@ use entity::{jobs, llm_cache, llm_calls};
 use gradelab::config::{LlmSettings, Settings};
 use gradelab::error::{AppError, ErrorCode};
 use gradelab::llm::{
-    CachePolicy, CallContext, CallParams, LlmClient, LlmError, Message, OutputSchema, Structured,
+    CachePolicy, CallContext, CallParams, LlmClient, LlmError, Message, OutputSchema, SecretBox,
+    Structured,
 };
 use gradelab_tests::fault_proxy::{
     Fault, FaultServer, CANNED_COMPLETION_TOKENS, CANNED_PROMPT_TOKENS,
@@ -82,7 +83,8 @@ pub(crate) async fn harness(base_url: &str, configure: impl FnOnce(&mut LlmSetti
     let db = gradelab::startup::connect(&settings)
         .await
         .expect("test database");
-    let llm = Arc::new(LlmClient::new(&settings.llm, db.clone()));
+    let secrets = SecretBox::load_or_create(&settings).expect("the server's secret key");
+    let llm = Arc::new(LlmClient::new(&settings.llm, db.clone()).with_secrets(secrets));
     let user = app.sign_up("Teacher").await;
     let user_id = user.id.parse().expect("numeric user id");
     Harness {
@@ -923,4 +925,42 @@ async fn a_provider_that_needs_a_key_fails_fast_without_one() {
         (1, 0),
         "even a call that sent nothing is recorded"
     );
+}
+
+#[tokio::test]
+async fn concurrent_calls_are_each_accounted_once_even_when_one_record_cannot_be_written() {
+    let server = FaultServer::canned(VALID_GRADE).await;
+    server.set_latency(Duration::from_millis(20));
+    let h = harness(&server.base_url, |llm| llm.concurrency = 16).await;
+    let job_id = new_job(&h.db, h.user_id).await;
+    let params = h.params().cache(CachePolicy::Never);
+    let ctx = CallContext::task("grade").user(h.user_id).job(job_id);
+    // Charged to a job that does not exist: its row violates a foreign key, and must not
+    // take the rows written in the same batch down with it.
+    let orphan = CallContext::task("grade").user(h.user_id).job(i32::MAX);
+
+    let results = futures::future::join_all((0..60).map(|i| {
+        let ctx = if i == 30 { &orphan } else { &ctx };
+        h.grade(ctx, &params)
+    }))
+    .await;
+    assert!(results.iter().all(Result::is_ok), "every call succeeds");
+    assert_eq!(server.requests(), 60);
+
+    // Each call returned after its row was committed: nothing is missing or doubled.
+    let rows = calls(&h.db).await;
+    assert_eq!(rows.iter().filter(|r| r.job_id == Some(job_id)).count(), 59);
+    assert_eq!(
+        rows.len(),
+        59,
+        "the orphan's row alone is lost (and logged)"
+    );
+    let job = jobs::Entity::find_by_id(job_id)
+        .one(&h.db)
+        .await
+        .ok()
+        .flatten()
+        .expect("job");
+    assert_eq!(job.prompt_tokens, 59 * CANNED_PROMPT_TOKENS);
+    assert_eq!(job.completion_tokens, 59 * CANNED_COMPLETION_TOKENS);
 }

@@ -5,6 +5,7 @@
 //! the killed one. Runs in the PostgreSQL pass (`GRADELAB_TEST_DB=postgres`).
 
 mod cluster;
+mod pg_restart;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -184,7 +184,7 @@ async fn send(body: String) -> Result<Value, ApiError> {
 /// `had_token` says whether the request was authenticated (an `UNAUTHENTICATED` answer
 /// then ends the session).
 pub fn decode(status: u16, body: &str, had_token: bool) -> Result<Value, ApiError> {
-    let body: Value = serde_json::from_str(body).map_err(|_| {
+    let body = super::json::parse(body).ok_or_else(|| {
         if (200..300).contains(&status) {
             ApiError::unexpected()
         } else {

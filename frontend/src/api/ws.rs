@@ -10,7 +10,6 @@
 //!   events stream resumes with `afterSeq` = the last `seq` seen).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -60,7 +59,7 @@ enum Incoming {
 }
 
 fn parse(text: &str) -> Incoming {
-    let Ok(mut message) = serde_json::from_str::<Value>(text) else {
+    let Some(mut message) = super::json::parse(text) else {
         return Incoming::Other;
     };
     let id = message
@@ -160,10 +159,45 @@ impl Connection {
     }
 }
 
+/// The open subscriptions by id, oldest first: a few at a time, so a list (a map type
+/// here would add its own code to the wasm).
+#[derive(Clone, Default)]
+struct Subscriptions(Vec<(u32, Rc<Handlers>)>);
+
+impl Subscriptions {
+    fn insert(&mut self, id: u32, handlers: Rc<Handlers>) {
+        self.0.push((id, handlers));
+    }
+
+    fn get(&self, id: &u32) -> Option<&Rc<Handlers>> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == id)
+            .map(|(_, handlers)| handlers)
+    }
+
+    fn remove(&mut self, id: &u32) -> Option<Rc<Handlers>> {
+        let index = self.0.iter().position(|(key, _)| key == id)?;
+        Some(self.0.remove(index).1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&u32, &Rc<Handlers>)> {
+        self.0.iter().map(|(id, handlers)| (id, handlers))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Rc<Handlers>> {
+        self.0.iter().map(|(_, handlers)| handlers)
+    }
+}
+
 #[derive(Default)]
 struct Client {
     connection: Option<Connection>,
-    subscriptions: BTreeMap<u32, Rc<Handlers>>,
+    subscriptions: Subscriptions,
     next_id: u32,
     generation: u32,
     attempts: u32,

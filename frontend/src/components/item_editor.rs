@@ -172,7 +172,7 @@ fn ItemForm(
             </div>
             <fieldset class="rubric-edit">
                 <legend>"Rubric criteria"</legend>
-                <For each=move || rows.get() key=|row| row.0 let:row>
+                <For each=move || rows.get() key=|row| row.0.to_string() let:row>
                     <div class="criterion-row" data-testid="criterion-row">
                         <input
                             name="c-desc"
@@ -474,7 +474,7 @@ pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoVie
                 <p class="empty-detail">"They appear here when extraction finishes, or add them yourself."</p>
             </div>
             <ol class="items">
-                <For each=move || items.get() key=|item| (item.id.clone(), item.rev) children=card />
+                <For each=move || items.get() key=|item| format!("{}:{}", item.id, item.rev) children=card />
             </ol>
             {move || {
                 (editing.with(|e| e.as_deref() == Some(NEW))).then(|| view! {

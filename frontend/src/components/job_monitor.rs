@@ -147,7 +147,7 @@ pub fn JobMonitor(
                     {move || format!("Activity ({})", format::plural(events.with(Vec::len) as i64, "event", "events"))}
                 </summary>
                 <ol data-testid="event-log">
-                    <For each=move || events.get() key=|event| event.seq let:event>
+                    <For each=move || events.get() key=|event| event.seq.to_string() let:event>
                         <li data-testid="event" data-seq=event.seq data-kind=event.kind.clone()>
                             <time datetime=event.at.clone()>{format::time(&event.at)}</time>
                             <span class="event-kind">{event.kind.clone()}</span>

@@ -18,7 +18,7 @@
 //! codes, headers, footers and comments are left out.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek};
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -48,7 +48,13 @@ impl Default for DocxLimits {
 
 /// Extracts the text of a DOCX file.
 pub fn extract(bytes: &[u8], limits: DocxLimits) -> Result<String, IngestError> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+    extract_from(Cursor::new(bytes), limits)
+}
+
+/// Extracts the text of a DOCX file read from `reader` (a file on disk: only the parts
+/// named above are read, never the whole archive).
+pub fn extract_from<R: Read + Seek>(reader: R, limits: DocxLimits) -> Result<String, IngestError> {
+    let mut archive = zip::ZipArchive::new(reader)
         .map_err(|err| IngestError::Corrupt(format!("the DOCX archive is damaged ({err})")))?;
     if archive.len() > limits.max_entries {
         return Err(IngestError::ZipBomb(format!(
@@ -67,8 +73,8 @@ pub fn extract(bytes: &[u8], limits: DocxLimits) -> Result<String, IngestError> 
     document_text(&document, numbering)
 }
 
-fn read_part(
-    archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
+fn read_part<R: Read + Seek>(
+    archive: &mut zip::ZipArchive<R>,
     name: &str,
     limits: DocxLimits,
 ) -> Result<Option<String>, IngestError> {

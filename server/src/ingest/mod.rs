@@ -273,6 +273,47 @@ pub fn extract(bytes: &[u8], filename: &str, limits: &Limits) -> Result<Extracte
     })
 }
 
+/// [`extract`] for a file on disk (an upload already streamed to the blob store): a DOCX is
+/// read part by part from the file, so a large one with images never sits in memory
+/// whole; PDFs and text files are read whole, as their readers need (blocking).
+pub fn extract_file(
+    path: &std::path::Path,
+    filename: &str,
+    limits: &Limits,
+) -> Result<Extracted, IngestError> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)
+        .map_err(|err| IngestError::Corrupt(format!("the stored upload cannot be read ({err})")))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size == 0 {
+        return Err(IngestError::Empty);
+    }
+    if size > limits.max_file_bytes {
+        return Err(IngestError::TooLarge {
+            size,
+            limit: limits.max_file_bytes,
+        });
+    }
+    let mut head = Vec::with_capacity(1024);
+    (&mut file)
+        .take(1024)
+        .read_to_end(&mut head)
+        .map_err(|err| IngestError::Corrupt(format!("the stored upload cannot be read ({err})")))?;
+    if head.len() as u64 == size || !matches!(detect(&head, filename), Ok(Format::Docx)) {
+        let bytes = std::fs::read(path).map_err(|err| {
+            IngestError::Corrupt(format!("the stored upload cannot be read ({err})"))
+        })?;
+        return extract(&bytes, filename, limits);
+    }
+    let raw = docx::extract_from(std::io::BufReader::new(file), limits.docx)?;
+    let text = check_text(&raw, limits)?;
+    Ok(Extracted {
+        text,
+        format: Format::Docx,
+        encoding: None,
+    })
+}
+
 /// Normalises pasted or extracted text and applies the text limits.
 pub fn check_text(raw: &str, limits: &Limits) -> Result<String, IngestError> {
     // Refuse absurd input before normalising it (normalisation allocates a copy).
@@ -332,6 +373,29 @@ pub async fn extract_guarded(
                 Err(IngestError::ReaderFailed(which))
             },
         )
+    });
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_join)) => Err(IngestError::ReaderFailed("file")),
+        Err(_) => Err(IngestError::Timeout(timeout.as_secs())),
+    }
+}
+
+/// [`extract_file`] with the guards of [`extract_guarded`].
+pub async fn extract_file_guarded(
+    path: std::path::PathBuf,
+    filename: String,
+    limits: Limits,
+) -> Result<Extracted, IngestError> {
+    let timeout = limits.timeout;
+    let permit = tokio::time::timeout(timeout, READERS.clone().acquire_owned())
+        .await
+        .map_err(|_| IngestError::Busy)?
+        .map_err(|_| IngestError::Busy)?;
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        catch_unwind(AssertUnwindSafe(|| extract_file(&path, &filename, &limits)))
+            .unwrap_or(Err(IngestError::ReaderFailed("file")))
     });
     match tokio::time::timeout(timeout, task).await {
         Ok(Ok(result)) => result,

@@ -5,6 +5,15 @@
 //! attempts of the same call (`attempts`), not calls of their own. Tokens are those the
 //! provider billed, summed over the responses that came back (a repair request's included);
 //! a cache hit bills nothing, so its row has zero tokens and zero cost.
+//!
+//! Rows are written by a [`Recorder`]: concurrent calls hand their records to one writer
+//! task that commits whatever has queued up in one transaction (group commit), so a busy
+//! server writes one multi-row insert per batch instead of one transaction per call. A call
+//! still returns only after its own row is committed: usage, job totals and budgets read
+//! right after a call see it, and nothing is lost or counted twice when the server stops.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use chrono::Utc;
 use entity::{jobs, llm_calls};
@@ -13,6 +22,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
     QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
+use tokio::sync::{mpsc, oneshot};
 
 use super::provider::Provider;
 
@@ -47,10 +57,142 @@ pub struct CallRecord {
     pub error: Option<String>,
 }
 
-/// Writes the `llm_calls` row and, for a job, adds tokens and cost to the job's totals —
-/// in one transaction, so the two never disagree.
-pub async fn record(db: &DatabaseConnection, call: CallRecord) -> Result<(), DbErr> {
-    let row = llm_calls::ActiveModel {
+/// Most records committed in one transaction (14 bind parameters each: 3,584 per insert,
+/// well within SQLite's and PostgreSQL's limits).
+const MAX_BATCH: usize = 256;
+
+/// One record waiting for the writer, and where to say it is committed.
+struct Pending {
+    record: CallRecord,
+    done: oneshot::Sender<Result<(), DbErr>>,
+}
+
+/// Group-commits accounting records through one writer task per client.
+pub(crate) struct Recorder {
+    db: DatabaseConnection,
+    /// Started on first use, inside the runtime that makes the calls.
+    queue: OnceLock<mpsc::UnboundedSender<Pending>>,
+}
+
+impl Recorder {
+    /// A recorder writing to `db`; the writer task starts with the first record.
+    pub(crate) fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            queue: OnceLock::new(),
+        }
+    }
+
+    /// Records `call` and returns once its row (and its job's totals) are committed. If
+    /// the caller stops waiting, the record is still written.
+    pub(crate) async fn record(&self, call: CallRecord) -> Result<(), DbErr> {
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(write_batches(self.db.clone(), rx));
+            tx
+        });
+        let (done, committed) = oneshot::channel();
+        if let Err(mpsc::error::SendError(pending)) = queue.send(Pending { record: call, done }) {
+            // The writer is gone (its runtime shut down): write directly.
+            return record(&self.db, pending.record).await;
+        }
+        match committed.await {
+            Ok(result) => result,
+            Err(_) => Err(DbErr::Custom(
+                "the accounting writer stopped before committing the record".into(),
+            )),
+        }
+    }
+}
+
+/// The writer task: takes whatever records have queued up (at most [`MAX_BATCH`]), commits
+/// them in one transaction and answers each caller. If a batch fails, nothing of it was
+/// committed; its records are then written one by one, so one bad record fails alone.
+/// Ends when the client is dropped and the queue is empty.
+async fn write_batches(db: DatabaseConnection, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let records: Vec<&CallRecord> = batch.iter().map(|p| &p.record).collect();
+        let outcome = if records.len() == 1 {
+            None
+        } else {
+            Some(record_batch(&db, &records).await)
+        };
+        drop(records);
+        match outcome {
+            Some(Ok(())) => {
+                for pending in batch.drain(..) {
+                    let _ = pending.done.send(Ok(()));
+                }
+            }
+            failed => {
+                if let Some(Err(err)) = failed {
+                    tracing::warn!(error = %err, records = batch.len(), "batched accounting write failed; writing the records one by one");
+                }
+                for pending in batch.drain(..) {
+                    let result = record(&db, pending.record).await;
+                    let _ = pending.done.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// Inserts `records` with one multi-row insert and adds each job's billed tokens and cost
+/// to its totals (jobs in id order, so concurrent writers never deadlock), in one
+/// transaction.
+async fn record_batch(db: &DatabaseConnection, records: &[&CallRecord]) -> Result<(), DbErr> {
+    let mut per_job: BTreeMap<i32, (i64, i64, f64)> = BTreeMap::new();
+    for call in records {
+        if let Some(job_id) = call.job_id.filter(|_| billed(call)) {
+            let totals = per_job.entry(job_id).or_default();
+            totals.0 += call.prompt_tokens;
+            totals.1 += call.completion_tokens;
+            totals.2 += call.cost_usd;
+        }
+    }
+    let txn = db.begin().await?;
+    llm_calls::Entity::insert_many(records.iter().map(|call| row((*call).clone())))
+        .exec_without_returning(&txn)
+        .await?;
+    for (job_id, (prompt, completion, cost)) in per_job {
+        add_to_job(&txn, job_id, prompt, completion, cost).await?;
+    }
+    txn.commit().await
+}
+
+fn billed(call: &CallRecord) -> bool {
+    call.prompt_tokens > 0 || call.completion_tokens > 0 || call.cost_usd > 0.0
+}
+
+async fn add_to_job(
+    db: &impl ConnectionTrait,
+    job_id: i32,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    cost_usd: f64,
+) -> Result<(), DbErr> {
+    jobs::Entity::update_many()
+        .col_expr(
+            jobs::Column::PromptTokens,
+            Expr::col(jobs::Column::PromptTokens).add(prompt_tokens),
+        )
+        .col_expr(
+            jobs::Column::CompletionTokens,
+            Expr::col(jobs::Column::CompletionTokens).add(completion_tokens),
+        )
+        .col_expr(
+            jobs::Column::CostUsd,
+            Expr::col(jobs::Column::CostUsd).add(cost_usd),
+        )
+        .filter(jobs::Column::Id.eq(job_id))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+fn row(call: CallRecord) -> llm_calls::ActiveModel {
+    llm_calls::ActiveModel {
         user_id: Set(call.user_id),
         job_id: Set(call.job_id),
         provider: Set(call.provider),
@@ -67,31 +209,22 @@ pub async fn record(db: &DatabaseConnection, call: CallRecord) -> Result<(), DbE
         attempts: Set(i32::try_from(call.attempts).unwrap_or(i32::MAX)),
         created_at: Set(Utc::now()),
         ..Default::default()
-    };
-    let billed = call.prompt_tokens > 0 || call.completion_tokens > 0 || call.cost_usd > 0.0;
+    }
+}
+
+/// Writes one call's `llm_calls` row and, for a job, adds its tokens and cost to the job's
+/// totals — in one transaction, so the two never disagree. [`Recorder`] batches this.
+pub async fn record(db: &DatabaseConnection, call: CallRecord) -> Result<(), DbErr> {
     match call.job_id {
-        Some(job_id) if billed => {
+        Some(job_id) if billed(&call) => {
+            let (prompt, completion, cost) =
+                (call.prompt_tokens, call.completion_tokens, call.cost_usd);
             let txn = db.begin().await?;
-            insert(&txn, row).await?;
-            jobs::Entity::update_many()
-                .col_expr(
-                    jobs::Column::PromptTokens,
-                    Expr::col(jobs::Column::PromptTokens).add(call.prompt_tokens),
-                )
-                .col_expr(
-                    jobs::Column::CompletionTokens,
-                    Expr::col(jobs::Column::CompletionTokens).add(call.completion_tokens),
-                )
-                .col_expr(
-                    jobs::Column::CostUsd,
-                    Expr::col(jobs::Column::CostUsd).add(call.cost_usd),
-                )
-                .filter(jobs::Column::Id.eq(job_id))
-                .exec(&txn)
-                .await?;
+            insert(&txn, row(call)).await?;
+            add_to_job(&txn, job_id, prompt, completion, cost).await?;
             txn.commit().await
         }
-        _ => insert(db, row).await,
+        _ => insert(db, row(call)).await,
     }
 }
 

@@ -18,12 +18,13 @@ use tokio::sync::Semaphore;
 use tracing::field::Empty;
 use tracing::{instrument, Span};
 
-use super::accounting::{self, CallRecord};
+use super::accounting::{CallRecord, Recorder};
 use super::cache;
 use super::error::{excerpt, LlmError, EXCERPT_CHARS};
 use super::provider::{Provider, StructuredMode};
 use super::retry::{self, RetryPolicy};
 use super::schema::OutputSchema;
+use super::secrets::SecretBox;
 use super::types::{
     CachePolicy, CallContext, CallMeta, CallParams, ChatResponse, Endpoint, Message, Structured,
     Usage,
@@ -47,7 +48,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// 5. writes one `llm_calls` row (success or failure) and adds tokens and cost to the job.
 pub struct LlmClient {
     http: reqwest::Client,
+    /// For endpoints a user chose when `llm.allow_private_base_urls` is off: resolves names
+    /// only to public addresses, so a user cannot make the server call internal services.
+    guarded_http: Option<reqwest::Client>,
     db: DatabaseConnection,
+    recorder: Recorder,
+    secrets: Option<Arc<SecretBox>>,
     defaults: CallParams,
     default_timeout: Duration,
     policy: RetryPolicy,
@@ -363,16 +369,34 @@ impl LlmClient {
         } else {
             settings.model.trim().to_owned()
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("GradeLab/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|err| {
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .user_agent(concat!("GradeLab/", env!("CARGO_PKG_VERSION")))
+                // Keep a warm connection for every request the limit lets through.
+                .pool_max_idle_per_host(settings.concurrency.max(1))
+                .tcp_nodelay(true)
+        };
+        let build = |builder: reqwest::ClientBuilder| {
+            builder.build().unwrap_or_else(|err| {
                 tracing::error!(error = %err, "HTTP client with custom options failed; using defaults");
                 reqwest::Client::new()
-            });
+            })
+        };
+        let http = build(builder());
+        let guarded_http = (!settings.allow_private_base_urls).then(|| {
+            // Direct connections only: through a proxy the check would apply to the proxy.
+            build(
+                builder()
+                    .no_proxy()
+                    .dns_resolver(Arc::new(super::ssrf::PublicOnlyResolver)),
+            )
+        });
         Self {
             http,
+            guarded_http,
+            recorder: Recorder::new(db.clone()),
+            secrets: None,
             db,
             defaults: CallParams::new(endpoint, model),
             default_timeout: Duration::from_secs(settings.timeout_secs.max(1)),
@@ -411,6 +435,37 @@ impl LlmClient {
     /// The database the client accounts to.
     pub(crate) fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The same client, sealing and opening users' API keys with `secrets` (the server
+    /// always sets it; see [`super::secrets`]).
+    pub fn with_secrets(mut self, secrets: SecretBox) -> Self {
+        self.secrets = Some(Arc::new(secrets));
+        self
+    }
+
+    /// The box for users' API keys, or why there is none.
+    pub(crate) fn secrets(&self) -> Result<&SecretBox, LlmError> {
+        self.secrets.as_deref().ok_or_else(|| {
+            LlmError::KeyStore("this server was started without a secret key".into())
+        })
+    }
+
+    /// Whether calls to `endpoint` go through the guarded HTTP client: a user-chosen URL
+    /// (anything but the server's own base URL) while private addresses are not allowed.
+    fn guarded(&self, endpoint: &Endpoint) -> Option<&reqwest::Client> {
+        self.guarded_http
+            .as_ref()
+            .filter(|_| endpoint.base_url != self.defaults.endpoint.base_url)
+    }
+
+    /// Refuses a user-chosen `base_url` that is, or resolves to, a loopback, private or
+    /// link-local address while `llm.allow_private_base_urls` is off.
+    pub(crate) async fn check_user_base_url(&self, base_url: &str) -> Result<(), LlmError> {
+        if self.guarded_http.is_none() || base_url == self.defaults.endpoint.base_url {
+            return Ok(());
+        }
+        super::ssrf::check_base_url(base_url).await
     }
 
     /// A free-text reply.
@@ -643,7 +698,16 @@ impl LlmClient {
             raw: String::new(),
             attempts: tally.attempts,
         })?;
+        let bytes = axum::body::Bytes::from(bytes);
         let auth = bearer(endpoint.api_key.as_ref())?;
+        let http = match self.guarded(endpoint) {
+            Some(guarded) => {
+                // Names are checked by the guarded resolver; an IP address needs no resolving.
+                super::ssrf::check_literal_host(&endpoint.base_url)?;
+                guarded
+            }
+            None => &self.http,
+        };
         let mut retries = 0;
         loop {
             let outcome = {
@@ -652,8 +716,7 @@ impl LlmClient {
                 // A 429 elsewhere may have paused the endpoint while this call queued.
                 gate.wait_if_paused().await;
                 tally.attempts += 1;
-                self.attempt(&url, auth.as_ref(), bytes.clone(), timeout)
-                    .await
+                Self::attempt(http, &url, auth.as_ref(), bytes.clone(), timeout).await
             };
             let failure = match outcome {
                 Ok(reply) => {
@@ -690,14 +753,13 @@ impl LlmClient {
 
     /// One HTTP attempt.
     async fn attempt(
-        &self,
+        http: &reqwest::Client,
         url: &str,
         auth: Option<&HeaderValue>,
-        body: Vec<u8>,
+        body: axum::body::Bytes,
         timeout: Duration,
     ) -> Result<Reply, Failure> {
-        let mut request = self
-            .http
+        let mut request = http
             .post(url)
             .header(CONTENT_TYPE, "application/json")
             .timeout(timeout)
@@ -733,6 +795,9 @@ impl LlmClient {
             Ok(gates) => gates,
             Err(poisoned) => poisoned.into_inner(),
         };
+        if let Some(gate) = gates.get(base_url) {
+            return gate.clone();
+        }
         gates
             .entry(base_url.to_owned())
             .or_insert_with(|| {
@@ -814,7 +879,7 @@ impl LlmClient {
             attempts: meta.attempts,
             error,
         };
-        if let Err(err) = accounting::record(&self.db, record).await {
+        if let Err(err) = self.recorder.record(record).await {
             tracing::error!(error = %err, "could not record an LLM call in llm_calls");
         }
     }
@@ -838,8 +903,16 @@ impl LlmClient {
             Ok(auth) => auth,
             Err(err) => return status(false, Vec::new(), err.to_string()),
         };
-        let mut request = self
-            .http
+        let http = match self.guarded(endpoint) {
+            Some(guarded) => {
+                if let Err(err) = super::ssrf::check_literal_host(&endpoint.base_url) {
+                    return status(false, Vec::new(), err.to_string());
+                }
+                guarded
+            }
+            None => &self.http,
+        };
+        let mut request = http
             .get(format!("{}/models", endpoint.base_url))
             .timeout(STATUS_TIMEOUT);
         if let Some(auth) = auth {

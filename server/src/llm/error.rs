@@ -86,6 +86,9 @@ pub enum LlmError {
     /// The database failed (cache or accounting).
     #[error(transparent)]
     Db(#[from] DbErr),
+    /// A user's API key could not be sealed or opened for a reason on the server's side.
+    #[error("API keys cannot be stored or read: {0}")]
+    KeyStore(String),
 }
 
 fn retry_hint(retry_after: Option<Duration>) -> String {
@@ -105,7 +108,10 @@ impl LlmError {
             | Self::Status { attempts, .. }
             | Self::Protocol { attempts, .. }
             | Self::InvalidOutput { attempts, .. } => *attempts,
-            Self::InvalidSettings(_) | Self::MissingApiKey { .. } | Self::Db(_) => 0,
+            Self::InvalidSettings(_)
+            | Self::MissingApiKey { .. }
+            | Self::Db(_)
+            | Self::KeyStore(_) => 0,
         }
     }
 
@@ -127,7 +133,7 @@ impl LlmError {
             | Self::Status { .. }
             | Self::Protocol { .. }
             | Self::InvalidOutput { .. } => ErrorCode::Upstream,
-            Self::Db(_) => ErrorCode::Internal,
+            Self::Db(_) | Self::KeyStore(_) => ErrorCode::Internal,
         }
     }
 }

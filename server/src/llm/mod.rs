@@ -26,6 +26,8 @@ mod error;
 pub mod provider;
 pub mod retry;
 pub mod schema;
+pub mod secrets;
+mod ssrf;
 mod types;
 pub mod user_settings;
 
@@ -35,6 +37,7 @@ pub use error::LlmError;
 pub use provider::{Price, Provider, StructuredMode};
 pub use retry::RetryPolicy;
 pub use schema::OutputSchema;
+pub use secrets::SecretBox;
 pub use types::{
     CachePolicy, CallContext, CallMeta, CallParams, ChatResponse, Endpoint, Message, Role,
     Structured, Usage,

@@ -4,17 +4,18 @@
 //! Each field is optional; an unset field falls back to the server's setting, or to the
 //! chosen provider's preset when the user picked another provider. The server's API key is
 //! only ever sent to the server's own base URL, never to a URL a user typed. The user's key
-//! is write-only: nothing returns it.
+//! is write-only: nothing returns it, and it is stored sealed ([`super::secrets`]).
 
 use entity::users;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set};
-use secrecy::SecretString;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::client::LlmClient;
 use super::error::LlmError;
 use super::provider::Provider;
+use super::secrets;
 use super::types::{CallParams, Endpoint};
 
 /// Key of the LLM section inside `users.settings`.
@@ -36,7 +37,8 @@ pub struct UserLlmSettings {
     pub model: Option<String>,
     /// Default sampling temperature.
     pub temperature: Option<f64>,
-    /// API key; never returned by the API.
+    /// API key, sealed (`enc:v1:…`; plain text from earlier versions until it is sealed);
+    /// never returned by the API.
     api_key: Option<String>,
 }
 
@@ -116,12 +118,15 @@ pub async fn load(db: &DatabaseConnection, user_id: i32) -> Result<UserLlmSettin
         .unwrap_or_default())
 }
 
-/// Validates and applies `changes`, keeping the other sections of `users.settings`.
+/// Validates and applies `changes`, keeping the other sections of `users.settings`. A new
+/// key is sealed before it is stored; a base URL the server may not call for users
+/// (`llm.allow_private_base_urls`) is refused.
 pub async fn update(
-    db: &DatabaseConnection,
+    llm: &LlmClient,
     user_id: i32,
     changes: LlmSettingsChanges,
 ) -> Result<UserLlmSettings, LlmError> {
+    let db = llm.db();
     let Some(user) = users::Entity::find_by_id(user_id).one(db).await? else {
         return Err(LlmError::InvalidSettings(
             "the account no longer exists".into(),
@@ -145,18 +150,31 @@ pub async fn update(
         Change::Reset => Change::Reset,
         Change::Keep => Change::Keep,
     };
+    let endpoint_changed = !matches!((&provider, &changes.base_url), (Change::Keep, Change::Keep));
     provider.apply(&mut current.provider);
     map_change(changes.base_url, validate_base_url)?.apply(&mut current.base_url);
     map_change(changes.model, validate_model)?.apply(&mut current.model);
     map_change(changes.temperature, validate_temperature)?.apply(&mut current.temperature);
     match changes.api_key {
         Change::Set(key) if key.trim().is_empty() => current.api_key = None,
-        other => map_change(other, validate_key)?.apply(&mut current.api_key),
+        Change::Set(key) => {
+            let key = validate_key(key)?;
+            let sealed = llm
+                .secrets()?
+                .seal(user_id, &key)
+                .map_err(|err| LlmError::KeyStore(err.to_string()))?;
+            current.api_key = Some(sealed);
+        }
+        other => other.apply(&mut current.api_key),
     }
     if current.provider == Some(Provider::Custom) && current.base_url.is_none() {
         return Err(LlmError::InvalidSettings(
             "the custom provider needs a base URL".into(),
         ));
+    }
+    if endpoint_changed {
+        let base_url = llm.params_with_key(&current, None).endpoint.base_url;
+        llm.check_user_base_url(&base_url).await?;
     }
 
     let section =
@@ -233,9 +251,69 @@ fn validate_key(key: String) -> Result<String, LlmError> {
     Ok(key)
 }
 
+/// Seals every API key still stored in plain text by an earlier version; returns how many.
+/// Run at start-up; safe to run on several replicas at once (they share the key).
+pub async fn seal_plaintext_keys(llm: &LlmClient) -> Result<usize, LlmError> {
+    let users = users::Entity::find()
+        .filter(users::Column::Settings.is_not_null())
+        .all(llm.db())
+        .await?;
+    let mut sealed = 0;
+    for user in users {
+        let stored = user
+            .settings
+            .as_ref()
+            .and_then(|settings| settings.get(SETTINGS_KEY)?.get("apiKey")?.as_str());
+        let Some(plain) = stored.filter(|key| !key.is_empty() && !secrets::is_sealed(key)) else {
+            continue;
+        };
+        let plain = SecretString::from(plain.to_owned());
+        store_sealed(llm, user, &plain).await?;
+        sealed += 1;
+    }
+    Ok(sealed)
+}
+
+/// Replaces the plain-text key in `user`'s settings by its sealed form.
+async fn store_sealed(
+    llm: &LlmClient,
+    user: users::Model,
+    plain: &SecretString,
+) -> Result<(), LlmError> {
+    let value = llm
+        .secrets()?
+        .seal(user.id, plain.expose_secret())
+        .map_err(|err| LlmError::KeyStore(err.to_string()))?;
+    let mut all = user.settings.clone().unwrap_or_default();
+    if let Some(section) = all.get_mut(SETTINGS_KEY).and_then(Value::as_object_mut) {
+        section.insert("apiKey".to_owned(), Value::String(value));
+    }
+    let mut row: users::ActiveModel = user.into();
+    row.settings = Set(Some(all));
+    row.update(llm.db()).await?;
+    Ok(())
+}
+
 impl LlmClient {
-    /// Call parameters for `user`'s settings on top of the server's defaults.
-    pub fn params_for(&self, user: &UserLlmSettings) -> CallParams {
+    /// Call parameters for user `user_id`'s settings on top of the server's defaults, with
+    /// their API key opened.
+    pub fn params_for(&self, user_id: i32, user: &UserLlmSettings) -> Result<CallParams, LlmError> {
+        let key = match user.api_key.as_deref().filter(|key| !key.is_empty()) {
+            None => None,
+            Some(plain) if !secrets::is_sealed(plain) => Some(SecretString::from(plain.to_owned())),
+            Some(sealed) => Some(self.secrets()?.open(user_id, sealed).ok_or_else(|| {
+                LlmError::InvalidSettings(
+                    "your stored API key cannot be decrypted with this server's secret key \
+                     (was secrets.key changed?); enter the key again in your LLM settings"
+                        .into(),
+                )
+            })?),
+        };
+        Ok(self.params_with_key(user, key))
+    }
+
+    /// Call parameters for `user`'s settings with `key` as the user's (opened) key.
+    fn params_with_key(&self, user: &UserLlmSettings, key: Option<SecretString>) -> CallParams {
         let server = self.default_params();
         let provider = user.provider.unwrap_or(server.endpoint.provider);
         let same_provider = provider == server.endpoint.provider;
@@ -258,8 +336,8 @@ impl LlmClient {
                 .to_owned(),
         };
         let mut endpoint = Endpoint::preset(provider).with_base_url(base_url);
-        endpoint.api_key = match user.api_key.as_deref().filter(|key| !key.is_empty()) {
-            Some(key) => Some(SecretString::from(key.to_owned())),
+        endpoint.api_key = match key {
+            Some(key) => Some(key),
             // The server's key goes only to the server's endpoint.
             None if endpoint.base_url == server.endpoint.base_url => server.endpoint.api_key,
             None => None,
@@ -271,18 +349,19 @@ impl LlmClient {
 
     /// Call parameters for a user's stored settings.
     pub async fn params_for_user(&self, user_id: i32) -> Result<CallParams, LlmError> {
-        Ok(self.params_for(&load(self.db(), user_id).await?))
+        self.params_for(user_id, &load(self.db(), user_id).await?)
     }
 
-    /// What the user's calls use, for display.
+    /// What the user's calls use, for display (the key is not opened).
     pub fn effective_settings(&self, user: &UserLlmSettings) -> EffectiveLlmSettings {
-        let params = self.params_for(user);
+        let has_user_key = user.has_api_key();
+        let params = self.params_with_key(user, None);
         EffectiveLlmSettings {
             provider: params.endpoint.provider,
             base_url: params.endpoint.base_url,
             model: params.model,
             temperature: params.temperature,
-            has_api_key: params.endpoint.api_key.is_some(),
+            has_api_key: has_user_key || params.endpoint.api_key.is_some(),
             customized: user.is_customized(),
         }
     }
@@ -309,7 +388,9 @@ mod tests {
     #[test]
     fn the_server_key_never_goes_to_a_users_own_url() {
         let client = client(Some("sk-server"));
-        let defaults = client.params_for(&UserLlmSettings::default());
+        let defaults = client
+            .params_for(1, &UserLlmSettings::default())
+            .expect("params");
         assert_eq!(defaults.endpoint.base_url, "https://api.openai.com/v1");
         assert_eq!(
             defaults
@@ -324,7 +405,12 @@ mod tests {
             base_url: Some("http://evil.example/v1".into()),
             ..Default::default()
         };
-        assert!(client.params_for(&own_url).endpoint.api_key.is_none());
+        assert!(client
+            .params_for(1, &own_url)
+            .expect("params")
+            .endpoint
+            .api_key
+            .is_none());
 
         let ollama = UserLlmSettings {
             provider: Some(Provider::Ollama),
@@ -332,7 +418,7 @@ mod tests {
             temperature: Some(0.3),
             ..Default::default()
         };
-        let params = client.params_for(&ollama);
+        let params = client.params_for(1, &ollama).expect("params");
         assert_eq!(params.endpoint.base_url, "http://127.0.0.1:11434/v1");
         assert_eq!(params.model, "qwen2.5:1.5b");
         assert_eq!(params.temperature, 0.3);
@@ -342,7 +428,7 @@ mod tests {
             api_key: Some("sk-user".into()),
             ..Default::default()
         };
-        let params = client.params_for(&own_key);
+        let params = client.params_for(1, &own_key).expect("params");
         assert_eq!(
             params
                 .endpoint

@@ -143,7 +143,7 @@ fn bias_sentence(bias: &str) -> String {
 /// "mark" for a displayed value of exactly one (or minus one), "marks" otherwise.
 fn marks_word(value: &str) -> &'static str {
     match value.trim_start_matches(['+', '-']).parse::<f64>() {
-        Ok(v) if v == 1.0 => "mark",
+        Ok(1.0) => "mark",
         _ => "marks",
     }
 }

@@ -89,7 +89,7 @@ fn row_error_message(errors: &[RowError], total: usize) -> String {
         String::new()
     };
     format!(
-        "{total} row{} cannot be imported, so nothing was imported (fix them, or import with skipBadRows to leave them out): {}{more}.",
+        "{total} row{} cannot be imported, so nothing was imported (fix them, or choose to import the good rows only — `skipBadRows` in the API): {}{more}.",
         if total == 1 { "" } else { "s" },
         listed.join("; ")
     )

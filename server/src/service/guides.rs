@@ -97,10 +97,26 @@ impl From<GuideError> for AppError {
                 AppError::bad_input(err.to_string())
             }
             GuideError::Db(err) => AppError::internal(err),
+            GuideError::Io(err) if is_disk_full(&err) => {
+                tracing::error!(error = %err, "the data directory is full");
+                AppError::new(
+                    ErrorCode::Internal,
+                    "The server has no disk space left to store this file, so nothing was saved. \
+                     Try again later or ask the administrator to free space in the data directory.",
+                )
+            }
             GuideError::Io(err) => AppError::internal(err),
             GuideError::Job(err) => err.into(),
         }
     }
+}
+
+/// Whether an I/O error means the file system is full (or over quota).
+pub fn is_disk_full(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// How items are extracted.
@@ -121,8 +137,9 @@ pub enum ExtractionMethod {
 pub struct NewUpload {
     /// File name as sent by the browser (display only).
     pub filename: String,
-    /// The bytes.
-    pub bytes: Vec<u8>,
+    /// The file's content, spooled to disk by the multipart parser; it is streamed into the
+    /// blob store, never read into memory whole.
+    pub file: std::fs::File,
     /// Title; defaults to the guide's first line or the file name.
     pub title: Option<String>,
 }
@@ -209,7 +226,7 @@ fn duplicate(existing: &guides::Model) -> GuideError {
 }
 
 /// Creates a guide from an uploaded file and queues its extraction.
-#[instrument(skip(state, upload), fields(filename = %upload.filename, size = upload.bytes.len()))]
+#[instrument(skip(state, upload), fields(filename = %upload.filename))]
 pub async fn create_from_upload(
     state: &AppState,
     user_id: i32,
@@ -217,14 +234,33 @@ pub async fn create_from_upload(
     method: ExtractionMethod,
 ) -> Result<Created, GuideError> {
     let title = upload.title.as_deref().map(check_title).transpose()?;
-    let bytes = Arc::new(upload.bytes);
+    // Copy the upload into the blob store (hashing it on the way), then read it from there.
+    let store = blob_store(state);
+    let (stored, size) = {
+        let (store, file) = (store.clone(), upload.file);
+        tokio::task::spawn_blocking(move || store.put_reader(file))
+            .await
+            .map_err(std::io::Error::other)??
+    };
+    let path = store
+        .path(&stored.key)
+        .ok_or_else(|| std::io::Error::other("invalid blob key"))?;
     let extracted =
-        ingest::extract_guarded(bytes.clone(), upload.filename.clone(), limits(state)).await?;
+        match ingest::extract_file_guarded(path, upload.filename.clone(), limits(state)).await {
+            Ok(extracted) => extracted,
+            Err(err) => {
+                if stored.created {
+                    remove_blob_if_unused(state, &stored.key).await;
+                }
+                return Err(err.into());
+            }
+        };
     let title = title.unwrap_or_else(|| default_title(&extracted.text, Some(&upload.filename)));
     let file = FileSource {
         filename: display_filename(&upload.filename),
         mime: extracted.format.mime(),
-        bytes,
+        size,
+        stored,
     };
     create(state, user_id, title, extracted.text, Some(file), method).await
 }
@@ -257,7 +293,9 @@ fn display_filename(name: &str) -> String {
 struct FileSource {
     filename: String,
     mime: &'static str,
-    bytes: Arc<Vec<u8>>,
+    size: u64,
+    /// The file, already in the blob store.
+    stored: crate::blobs::Put,
 }
 
 async fn create(
@@ -269,35 +307,15 @@ async fn create(
     method: ExtractionMethod,
 ) -> Result<Created, GuideError> {
     let sha = sha256_hex(&text);
-    if let Some(existing) = find_duplicate(&state.db, user_id, &sha).await? {
-        return Err(duplicate(&existing));
-    }
-    let store = blob_store(state);
-    let stored = match &file {
-        Some(file) => {
-            let (store, bytes) = (store.clone(), file.bytes.clone());
-            let put = tokio::task::spawn_blocking(move || store.put(&bytes))
-                .await
-                .map_err(std::io::Error::other)??;
-            Some(put)
-        }
-        None => None,
+    let result = match find_duplicate(&state.db, user_id, &sha).await {
+        Err(err) => Err(err.into()),
+        Ok(Some(existing)) => Err(duplicate(&existing)),
+        Ok(None) => insert_guide(state, user_id, &title, &text, &sha, file.as_ref(), method).await,
     };
-    let result = insert_guide(
-        state,
-        user_id,
-        &title,
-        &text,
-        &sha,
-        file.as_ref(),
-        stored.as_ref().map(|p| p.key.as_str()),
-        method,
-    )
-    .await;
     match result {
         Ok(created) => Ok(created),
         Err(err) => {
-            if let Some(put) = stored.filter(|p| p.created) {
+            if let Some(put) = file.map(|f| f.stored).filter(|p| p.created) {
                 remove_blob_if_unused(state, &put.key).await;
             }
             if let GuideError::Db(db_err) = &err {
@@ -313,7 +331,6 @@ async fn create(
     }
 }
 
-#[expect(clippy::too_many_arguments, reason = "one private call site")]
 async fn insert_guide(
     state: &AppState,
     user_id: i32,
@@ -321,9 +338,9 @@ async fn insert_guide(
     text: &str,
     sha: &str,
     file: Option<&FileSource>,
-    blob_key: Option<&str>,
     method: ExtractionMethod,
 ) -> Result<Created, GuideError> {
+    let blob_key = file.map(|f| f.stored.key.as_str());
     let now = Utc::now();
     let txn = state.db.begin().await?;
     let guide = guides::ActiveModel {
@@ -349,7 +366,7 @@ async fn insert_guide(
             kind: Set("guide".to_owned()),
             sha256: Set(key.to_owned()),
             filename: Set(file.filename.clone()),
-            size_bytes: Set(file.bytes.len() as i64),
+            size_bytes: Set(i64::try_from(file.size).unwrap_or(i64::MAX)),
             blob_key: Set(key.to_owned()),
             created_at: Set(now),
             ..Default::default()
@@ -509,9 +526,10 @@ async fn remove_guide(state: &AppState, guide: &guides::Model) -> Result<(), DbE
         .chain(guide.blob_key.clone())
         .collect();
     let txn = state.db.begin().await?;
+    // Every file imported into the guide (the guide itself, answer files, scripts): their
+    // contents go with the guide, so importing one again later is not a duplicate.
     uploads::Entity::delete_many()
         .filter(uploads::Column::GuideId.eq(guide.id))
-        .filter(uploads::Column::Kind.eq("guide"))
         .exec(&txn)
         .await?;
     guides::Entity::delete_by_id(guide.id).exec(&txn).await?;
@@ -951,10 +969,13 @@ async fn run_extraction(
                 .map(|why| format!(" (the model failed: {why}; the built-in parser found nothing)"))
                 .unwrap_or_default()
         )),
-        Ok(Some(extraction)) => {
-            let merge = store_items(&ctx.state.db, guide.id, extraction.items).await?;
-            set_status(&ctx.state.db, guide.id, GuideStatus::Ready, None).await?;
-            Ok(Outcome::Succeeded(json!({
+        Ok(Some(extraction)) => match store_items(&ctx.state.db, guide.id, extraction.items)
+            .await
+        {
+            Err(err) => Err(anyhow::Error::from(err).context("storing the extracted items failed")),
+            Ok(merge) => {
+                set_status(&ctx.state.db, guide.id, GuideStatus::Ready, None).await?;
+                Ok(Outcome::Succeeded(json!({
                 "method": extraction.method,
                 "items": merge.total,
                 "extracted": merge.extracted,
@@ -962,8 +983,9 @@ async fn run_extraction(
                 "keptEdited": merge.kept_edited,
                 "replacedByEdited": merge.replaced,
                 "fallbackReason": extraction.fallback,
-            })))
-        }
+                })))
+            }
+        },
         Err(err) => Err(err),
     };
     match outcome {
@@ -981,6 +1003,8 @@ async fn run_extraction(
             Ok(Outcome::Cancelled)
         }
         Ok(done) => Ok(done),
+        // A write conflict: the job runs again and the guide stays EXTRACTING meanwhile.
+        Err(err) if job_service::will_retry(&err, &ctx.job) => Err(err),
         Err(err) => {
             let message = format!("{err:#}");
             let has_items = !items(&ctx.state.db, guide.id).await?.is_empty();

@@ -708,7 +708,7 @@ async fn run_claimed(
             }
         };
         if let Err(err) = &outcome {
-            if is_contention(err) && job.attempts < CONTENTION_ATTEMPTS {
+            if will_retry(err, &job) {
                 tracing::warn!(
                     error = format!("{err:#}"),
                     "database busy; the job runs again"
@@ -812,6 +812,34 @@ async fn lapse_lease(state: &AppState, job: &jobs::Model, owner: &str) -> Result
 const CONTENTION_ATTEMPTS: i32 = 10;
 
 /// Whether a job failed because of a write conflict that running it again resolves:
+/// Whether a job that failed with `err` goes back to the queue (a write conflict, with
+/// attempts left) instead of failing: its handler should leave visible state as it is.
+pub(crate) fn will_retry(err: &anyhow::Error, job: &jobs::Model) -> bool {
+    (is_contention(err) || is_connection_lost(err)) && job.attempts < CONTENTION_ATTEMPTS
+}
+
+/// The database connection dropped under the job (PostgreSQL restarted, a network blip):
+/// the job is handed back and resumed from its checkpoint instead of failing. When the
+/// database is still away, handing it back fails too and the lease simply lapses.
+fn is_connection_lost(err: &anyhow::Error) -> bool {
+    let text = format!("{err:#}");
+    [
+        "terminating connection",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "Connection refused",
+        "Connection reset",
+        "Broken pipe",
+        "connection closed",
+        "unexpected end of file",
+        "error communicating with database",
+        "pool timed out",
+        "PoolTimedOut",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+}
+
 /// SQLite's `database is locked` (a deferred transaction that could not take the write
 /// lock, which `busy_timeout` does not wait out) or a PostgreSQL serialization failure or
 /// deadlock. Handlers write in transactions, so the failed attempt left nothing behind.

@@ -42,20 +42,10 @@ impl GuideMutation {
             )))
             .gql();
         }
-        let filename = value.filename.clone();
-        let bytes = tokio::task::spawn_blocking(move || {
-            use std::io::Read as _;
-            let mut bytes = Vec::with_capacity(size as usize);
-            value.into_read().read_to_end(&mut bytes).map(|_| bytes)
-        })
-        .await
-        .map_err(AppError::internal)
-        .gql()?
-        .map_err(AppError::internal)
-        .gql()?;
+        // The multipart parser spooled the file to disk; the service streams it from there.
         let upload = NewUpload {
-            filename,
-            bytes,
+            filename: value.filename,
+            file: value.content,
             title,
         };
         Ok(

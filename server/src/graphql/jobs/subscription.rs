@@ -45,7 +45,9 @@ impl JobSubscription {
             // Yields the logged events after `last`; ends the stream after a final one.
             macro_rules! catch_up {
                 () => {{
-                    let Ok(missed) = jobs::events_after(&app.db, &job, last).await else { return };
+                    // The database unreachable for a moment (a restart): keep the stream and
+                    // read the log again at the next check rather than end it early.
+                    let missed = jobs::events_after(&app.db, &job, last).await.unwrap_or_default();
                     for event in missed {
                         last = event.seq;
                         let terminal = event.is_terminal();

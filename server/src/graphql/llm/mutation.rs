@@ -22,7 +22,7 @@ impl LlmMutation {
     ) -> Result<LlmSettings> {
         let auth = require_user(ctx)?;
         let app = state(ctx)?;
-        let stored = user_settings::update(&app.db, auth.user_id, input.into())
+        let stored = user_settings::update(&app.llm, auth.user_id, input.into())
             .await
             .gql()?;
         Ok(app.llm.effective_settings(&stored).into())
