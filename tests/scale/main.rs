@@ -334,7 +334,12 @@ async fn sigterm_hands_a_running_job_to_another_replica_at_once() -> anyhow::Res
     let exited = sigterm.elapsed();
     let events: Vec<Value> = watcher.await??.into_iter().map(|(e, _)| e).collect();
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
-    assert_eq!(kinds.last(), Some(&"succeeded"), "{kinds:?}");
+    assert_eq!(
+        kinds.last(),
+        Some(&"succeeded"),
+        "{kinds:?}: {:?}",
+        events.last()
+    );
     let starts: Vec<&Value> = events.iter().filter(|e| e["kind"] == "started").collect();
     assert_eq!(starts.len(), 2, "started on A, resumed on B: {kinds:?}");
     assert!(a.owns(starts[0]["payload"]["worker"].as_str().unwrap_or_default()));

@@ -154,9 +154,37 @@ pub struct ExemplarSettings {
     /// Exemplars per prompt.
     pub count: usize,
     /// For `fixed`: the exemplars of each item (`guide_items.id` → answers).
+    #[serde(deserialize_with = "item_keyed::deserialize")]
     pub fixed: BTreeMap<i32, Vec<Exemplar>>,
     /// For `nearest`: the candidates of each item.
+    #[serde(deserialize_with = "item_keyed::deserialize")]
     pub pool: BTreeMap<i32, Vec<Exemplar>>,
+}
+
+/// Maps keyed by item id. JSON object keys are strings, and serde cannot turn them back
+/// into integers once the map sits inside an internally tagged enum (`GraderConfig`): it
+/// buffers the object first and then refuses `"12"` as an `i32`. So keys are read as text
+/// and parsed here.
+mod item_keyed {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D, V>(deserializer: D) -> Result<BTreeMap<i32, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        V: Deserialize<'de>,
+    {
+        BTreeMap::<String, V>::deserialize(deserializer)?
+            .into_iter()
+            .map(|(key, value)| {
+                key.parse::<i32>()
+                    .map(|id| (id, value))
+                    .map_err(|_| D::Error::custom(format!("item id {key:?} is not a whole number")))
+            })
+            .collect()
+    }
 }
 
 impl ExemplarSettings {
@@ -1033,6 +1061,40 @@ pub fn by_item(answers: &[answers::Model]) -> HashMap<i32, Vec<&answers::Model>>
 mod tests {
     use super::*;
     use crate::ingest::Criterion;
+
+    #[test]
+    fn a_config_with_exemplars_survives_a_round_trip_through_the_tagged_grader_config() {
+        let exemplar = Exemplar {
+            answer_id: 7,
+            text: "Metal conducts heat away faster.".into(),
+            score: 3.0,
+        };
+        let exemplars = ExemplarSettings {
+            strategy: ExemplarStrategy::Fixed,
+            count: 1,
+            fixed: BTreeMap::from([(12, vec![exemplar.clone()])]),
+            pool: BTreeMap::from([(12, vec![exemplar])]),
+        };
+        let config = crate::grading::grader::GraderConfig::Llm(LlmGraderConfig {
+            provider: "llamacpp".into(),
+            model: String::new(),
+            temperature: 0.0,
+            max_tokens: 256,
+            seed: 7,
+            prompt: PromptInfo::default(),
+            exemplars,
+            calibration: Calibration::Identity,
+        });
+        // Checkpoints and grader versions are stored as JSON, where item ids become keys.
+        let json = serde_json::to_value(&config).unwrap_or_default();
+        assert_eq!(json["exemplars"]["fixed"]["12"][0]["answer_id"], 7);
+        let back: Result<crate::grading::grader::GraderConfig, _> = serde_json::from_value(json);
+        assert_eq!(back.ok(), Some(config));
+        let bad = serde_json::from_value::<ExemplarSettings>(serde_json::json!({
+            "strategy": "fixed", "count": 1, "fixed": { "twelve": [] }, "pool": {}
+        }));
+        assert!(bad.is_err_and(|e| e.to_string().contains("not a whole number")));
+    }
 
     fn item() -> GradingItem {
         GradingItem {

@@ -811,9 +811,9 @@ async fn lapse_lease(state: &AppState, job: &jobs::Model, owner: &str) -> Result
 /// Attempts a job gets when it fails only because the database was momentarily busy.
 const CONTENTION_ATTEMPTS: i32 = 10;
 
-/// Whether a job failed because of a write conflict that running it again resolves:
-/// Whether a job that failed with `err` goes back to the queue (a write conflict, with
-/// attempts left) instead of failing: its handler should leave visible state as it is.
+/// Whether a job that failed with `err` goes back to the queue (a write conflict or a lost
+/// database connection, with attempts left) instead of failing: its handler should leave
+/// visible state as it is.
 pub(crate) fn will_retry(err: &anyhow::Error, job: &jobs::Model) -> bool {
     (is_contention(err) || is_connection_lost(err)) && job.attempts < CONTENTION_ATTEMPTS
 }
@@ -840,6 +840,7 @@ fn is_connection_lost(err: &anyhow::Error) -> bool {
     .any(|needle| text.contains(needle))
 }
 
+/// Whether a job failed because of a write conflict that running it again resolves:
 /// SQLite's `database is locked` (a deferred transaction that could not take the write
 /// lock, which `busy_timeout` does not wait out) or a PostgreSQL serialization failure or
 /// deadlock. Handlers write in transactions, so the failed attempt left nothing behind.
