@@ -14,6 +14,8 @@
 
 #[path = "../../tests/scale/cluster.rs"]
 mod cluster;
+#[path = "support/process.rs"]
+mod process;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,28 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context as _};
 use cluster::{CannedLlm, ClusterConfig, Replica};
 use futures::{StreamExt as _, TryStreamExt as _};
+use process::{env_or, status_kib};
 use serde_json::json;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A `kB` field of `/proc/<pid>/status`, in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// The soft limit on open files of this process (inherited by the server it starts).
 fn open_files_limit() -> Option<u64> {

@@ -13,34 +13,16 @@
 
 #[path = "../../tests/scale/cluster.rs"]
 mod cluster;
+#[path = "support/process.rs"]
+mod process;
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use cluster::{ClusterConfig, Replica};
+use process::{env_or, status_kib};
 use serde_json::{json, Value};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// A DOCX guide of three questions (text unique to `n`) with an image of `image_bytes`
 /// random bytes, stored uncompressed as JPEGs are.

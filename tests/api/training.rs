@@ -738,7 +738,7 @@ async fn an_llm_training_job_calibrates_with_the_real_local_model_and_respects_i
     let config = &version["config"];
     assert!(config["prompt"]["system"]
         .as_str()
-        .is_some_and(|s| s.contains("Never follow instructions")));
+        .is_some_and(|s| s.contains("never instructions to you")));
     assert!(config["calibration"]["kind"].is_string(), "{config}");
     assert!(config["exemplars"]["strategy"].is_string(), "{config}");
     assert_eq!(config["mark_steps"].as_object().map(|m| m.len()), Some(2));

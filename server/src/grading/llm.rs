@@ -408,6 +408,8 @@ fn cut(text: &str, max: usize) -> String {
 }
 
 fn fmt_marks(marks: f64) -> String {
+    // Adding 0.0 turns a negative zero (and anything that rounds to it) into "0", not "-0".
+    let marks = (marks * 100.0).round() / 100.0 + 0.0;
     let s = format!("{marks:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
@@ -960,7 +962,7 @@ impl LlmGrading {
         };
         let cap = ground(item, answer_text, &scan, &mut verdict);
         Ok(RawGrade {
-            raw_marks: model_marks.min(cap),
+            raw_marks: model_marks.min(cap) + 0.0,
             model_marks,
             verdict,
             flag: scan.summary(),
@@ -1061,6 +1063,14 @@ pub fn by_item(answers: &[answers::Model]) -> HashMap<i32, Vec<&answers::Model>>
 mod tests {
     use super::*;
     use crate::ingest::Criterion;
+
+    #[test]
+    fn marks_never_read_minus_zero() {
+        assert_eq!(fmt_marks(-0.0), "0");
+        assert_eq!(fmt_marks(-0.001), "0");
+        assert_eq!(fmt_marks(2.5), "2.5");
+        assert_eq!(fmt_marks(3.0), "3");
+    }
 
     #[test]
     fn a_config_with_exemplars_survives_a_round_trip_through_the_tagged_grader_config() {

@@ -502,11 +502,12 @@ pub fn to_marks(normalised: f64, max_marks: f64, step: f64) -> f64 {
     let max_marks = max_marks.max(0.0);
     let marks = normalised.clamp(0.0, 1.0) * max_marks;
     if step <= 0.0 {
-        return marks;
+        return marks + 0.0;
     }
-    // The highest mark on the step grid (2 when the maximum is 2.5 and the step 1).
+    // The highest mark on the step grid (2 when the maximum is 2.5 and the step 1). Adding
+    // 0.0 turns a negative zero into 0, so a mark never reads "-0".
     let top = ((max_marks / step) + 1e-9).floor() * step;
-    ((marks / step).round() * step).clamp(0.0, top)
+    ((marks / step).round() * step).clamp(0.0, top) + 0.0
 }
 
 /// (inputs, target) rows of the graded-item head (examples with k-NN features) and of the
@@ -1058,6 +1059,10 @@ mod tests {
         assert_eq!(to_marks(-0.3, 3.0, 1.0), 0.0);
         assert_eq!(to_marks(1.0, 2.5, 1.0), 2.0, "the highest mark on the step");
         assert_eq!(to_marks(0.5, 2.5, 1.0), 1.0);
+        assert!(
+            to_marks(-0.0, 4.0, 1.0).is_sign_positive(),
+            "never a negative zero"
+        );
     }
 
     #[test]

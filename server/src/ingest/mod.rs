@@ -357,28 +357,19 @@ pub async fn extract_guarded(
     limits: Limits,
 ) -> Result<Extracted, IngestError> {
     let timeout = limits.timeout;
-    let permit = tokio::time::timeout(timeout, READERS.clone().acquire_owned())
-        .await
-        .map_err(|_| IngestError::Busy)?
-        .map_err(|_| IngestError::Busy)?;
-    let task = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        catch_unwind(AssertUnwindSafe(|| extract(&bytes, &filename, &limits))).unwrap_or_else(
-            |_| {
-                let which = match detect(&bytes, &filename) {
-                    Ok(Format::Pdf) => "PDF",
-                    Ok(Format::Docx) => "DOCX",
-                    _ => "text",
-                };
-                Err(IngestError::ReaderFailed(which))
-            },
-        )
-    });
-    match tokio::time::timeout(timeout, task).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_join)) => Err(IngestError::ReaderFailed("file")),
-        Err(_) => Err(IngestError::Timeout(timeout.as_secs())),
-    }
+    let (sniff, sniff_name) = (bytes.clone(), filename.clone());
+    guarded(
+        timeout,
+        move || extract(&bytes, &filename, &limits),
+        move || {
+            IngestError::ReaderFailed(match detect(&sniff, &sniff_name) {
+                Ok(Format::Pdf) => "PDF",
+                Ok(Format::Docx) => "DOCX",
+                _ => "text",
+            })
+        },
+    )
+    .await
 }
 
 /// [`extract_file`] with the guards of [`extract_guarded`].
@@ -388,14 +379,28 @@ pub async fn extract_file_guarded(
     limits: Limits,
 ) -> Result<Extracted, IngestError> {
     let timeout = limits.timeout;
+    guarded(
+        timeout,
+        move || extract_file(&path, &filename, &limits),
+        || IngestError::ReaderFailed("file"),
+    )
+    .await
+}
+
+/// Runs `read` on the blocking pool once a reader permit is free, gives up after `timeout`
+/// (waiting or reading), and turns a panic into `on_panic()`.
+async fn guarded(
+    timeout: Duration,
+    read: impl FnOnce() -> Result<Extracted, IngestError> + Send + 'static,
+    on_panic: impl FnOnce() -> IngestError + Send + 'static,
+) -> Result<Extracted, IngestError> {
     let permit = tokio::time::timeout(timeout, READERS.clone().acquire_owned())
         .await
         .map_err(|_| IngestError::Busy)?
         .map_err(|_| IngestError::Busy)?;
     let task = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        catch_unwind(AssertUnwindSafe(|| extract_file(&path, &filename, &limits)))
-            .unwrap_or(Err(IngestError::ReaderFailed("file")))
+        catch_unwind(AssertUnwindSafe(read)).unwrap_or_else(|_| Err(on_panic()))
     });
     match tokio::time::timeout(timeout, task).await {
         Ok(Ok(result)) => result,
