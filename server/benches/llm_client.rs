@@ -4,9 +4,10 @@
 //! pre-serialised static body, connections are kept alive) answers every chat completion
 //! after a fixed latency L = 50 ms. With a concurrency limit C the best possible throughput
 //! is C/L calls per second; N = 2,000 structured grading calls for one user and one job
-//! (cache off, accounting to a SQLite file in a temporary directory, as the server does) are
-//! timed for C ∈ {8, 32, 128}, with accounting on and off, each `GRADELAB_BENCH_REPEATS`
-//! times (default 3); the run with the median ratio is printed. Per configuration:
+//! (each its own task, spawned as earlier ones finish, at most 2C at a time; cache off,
+//! accounting to a SQLite file in a temporary directory, as the server does) are timed for
+//! C ∈ {8, 32, 128}, with accounting on and off, each `GRADELAB_BENCH_REPEATS` times
+//! (default 3); the run with the median ratio is printed. Per configuration:
 //! - throughput / (C/L): the target is ≥ 0.90 (min–max over the repeats beside it);
 //! - slot overhead per call = C · elapsed / N − L: how much longer than L a call holds one
 //!   of the C slots (client work, loopback HTTP, scheduling; accounting runs after the slot
@@ -31,6 +32,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use entity::enums::{JobKind, JobStatus};
 use entity::{jobs, llm_calls, users};
+use futures::StreamExt as _;
 use gradelab::config::{LlmSettings, Settings};
 use gradelab::llm::{CachePolicy, CallContext, LlmClient, Message, OutputSchema};
 use migration::MigratorTrait;
@@ -281,7 +283,11 @@ async fn accounted(setup: &Setup, calls: usize) -> bool {
         && job.is_some_and(|job| job.prompt_tokens == CANNED_PROMPT_TOKENS * calls as i64)
 }
 
-async fn run(setup: &Setup, calls: usize) -> (Duration, usize) {
+/// Grades `calls` answers through the client's limit of `c` calls in flight, as jobs sharing
+/// an endpoint do: each call is its own task, spawned as an earlier one finishes, with up to
+/// `2c` spawned at a time (a call that left the provider may still be writing its
+/// accounting row while the next one waits for its slot).
+async fn run(setup: &Setup, calls: usize, c: usize) -> (Duration, usize) {
     let llm = setup.llm.clone();
     let (user_id, job_id) = (setup.user_id, setup.job_id);
     let schema = Arc::new(schema());
@@ -290,7 +296,7 @@ async fn run(setup: &Setup, calls: usize) -> (Duration, usize) {
         .max_tokens(400)
         .cache(CachePolicy::Never);
     let started = Instant::now();
-    let tasks: Vec<_> = (0..calls)
+    let failed = futures::stream::iter(0..calls)
         .map(|i| {
             let (llm, schema, params) = (llm.clone(), schema.clone(), params.clone());
             tokio::spawn(async move {
@@ -300,13 +306,10 @@ async fn run(setup: &Setup, calls: usize) -> (Duration, usize) {
                     .map(|g| g.value.score)
             })
         })
-        .collect();
-    let mut failed = 0;
-    for task in tasks {
-        if !matches!(task.await, Ok(Ok(2))) {
-            failed += 1;
-        }
-    }
+        .buffer_unordered(2 * c)
+        .filter(|graded| std::future::ready(!matches!(graded, Ok(Ok(2)))))
+        .count()
+        .await;
     (started.elapsed(), failed)
 }
 
@@ -391,11 +394,11 @@ struct Measured {
 async fn measure(base_url: &str, c: usize, accounting: bool) -> Measured {
     let setup = client(base_url, c, accounting).await;
     // Warm-up: open the C connections and the database pool.
-    run(&setup, c).await;
+    run(&setup, c, c).await;
     reset_peak_rss();
     let server_before = thread_cpu_seconds(SERVER_THREAD);
     let cpu_before = cpu_seconds("/proc/self/stat") - server_before;
-    let (elapsed, failed) = run(&setup, CALLS).await;
+    let (elapsed, failed) = run(&setup, CALLS, c).await;
     let server = thread_cpu_seconds(SERVER_THREAD) - server_before;
     let cpu = cpu_seconds("/proc/self/stat") - thread_cpu_seconds(SERVER_THREAD) - cpu_before;
     let load = load_average();

@@ -51,9 +51,10 @@ pub struct EvalArgs {
     /// Dataset directory holding `items.jsonl` and `answers.jsonl` (rows with `item_id`,
     /// `answer`, `score` and `split`), e.g. /work/shared/datasets/saf.
     pub dataset: PathBuf,
-    /// Grading engine.
-    #[arg(long, value_enum, default_value_t = EngineArg::Similarity)]
-    pub engine: EngineArg,
+    /// Grading engines, comma-separated: each is trained and tested in turn on the same
+    /// import, so LLM calls an earlier engine paid for are answered from the cache.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [EngineArg::Similarity])]
+    pub engine: Vec<EngineArg>,
     /// Split to test: `test` (every split whose name starts with "test") or one split's
     /// exact name in the file, e.g. `test_unseen_answers`.
     #[arg(long, default_value = "test")]
@@ -112,11 +113,15 @@ pub struct EvalReport {
 
 /// Runs `gradelab eval` and prints the result; the error says what failed.
 pub async fn run(settings: Settings, args: EvalArgs) -> anyhow::Result<()> {
-    let report = evaluate(settings, &args).await?;
+    let reports = evaluate(settings, &args).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        match reports.as_slice() {
+            [one] => println!("{}", serde_json::to_string_pretty(one)?),
+            many => println!("{}", serde_json::to_string_pretty(many)?),
+        }
     } else {
-        print!("{}", table(&report));
+        let tables: Vec<String> = reports.iter().map(table).collect();
+        print!("{}", tables.join("\n"));
     }
     Ok(())
 }
@@ -203,8 +208,12 @@ async fn wait(
     }
 }
 
-/// Imports, trains and tests; returns what was measured.
-pub async fn evaluate(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<EvalReport> {
+/// Imports, then trains and tests each engine in turn; returns what was measured, one
+/// report per engine.
+pub async fn evaluate(mut settings: Settings, args: &EvalArgs) -> anyhow::Result<Vec<EvalReport>> {
+    if args.engine.is_empty() {
+        bail!("--engine needs at least one engine");
+    }
     if !(1..=test_runs::MAX_REPEATS).contains(&args.repeats) {
         bail!("--repeats must be between 1 and {}", test_runs::MAX_REPEATS);
     }
@@ -256,14 +265,29 @@ pub async fn evaluate(mut settings: Settings, args: &EvalArgs) -> anyhow::Result
         .iter()
         .map(|(k, v)| ((*k).to_owned(), *v))
         .collect();
+    let mut reports = Vec::with_capacity(args.engine.len());
+    for &engine in &args.engine {
+        reports.push(evaluate_engine(&state, user.id, guide.id, &imported, args, engine).await?);
+    }
+    Ok(reports)
+}
 
+/// Trains one engine on the imported guide and tests the grader version it made.
+async fn evaluate_engine(
+    state: &AppState,
+    user_id: i32,
+    guide_id: i32,
+    imported: &HashMap<String, usize>,
+    args: &EvalArgs,
+    engine: EngineArg,
+) -> anyhow::Result<EvalReport> {
     let began = Instant::now();
     let job = training::start(
-        &state,
-        user.id,
-        guide.id,
+        state,
+        user_id,
+        guide_id,
         TrainingParams {
-            engine: args.engine.into(),
+            engine: engine.into(),
             epochs: args.epochs,
             patience: args.epochs.max(1),
             seed: args.seed,
@@ -273,7 +297,7 @@ pub async fn evaluate(mut settings: Settings, args: &EvalArgs) -> anyhow::Result
     )
     .await
     .map_err(|err| anyhow::anyhow!("starting training: {err}"))?;
-    let trained = wait(&state, user.id, job.id, "training").await?;
+    let trained = wait(state, user_id, job.id, "training").await?;
     let training_seconds = began.elapsed().as_secs_f64();
     let version_id = trained
         .result
@@ -281,14 +305,14 @@ pub async fn evaluate(mut settings: Settings, args: &EvalArgs) -> anyhow::Result
         .and_then(|r| r["grader_version_id"].as_i64())
         .and_then(|id| i32::try_from(id).ok())
         .context("the training job made no grader version")?;
-    let epochs = training::epochs(&state.db, user.id, job.id)
+    let epochs = training::epochs(&state.db, user_id, job.id)
         .await
         .map_err(|err| anyhow::anyhow!("reading the learning curve: {err}"))?;
 
     let began = Instant::now();
     let run = test_runs::start(
-        &state,
-        user.id,
+        state,
+        user_id,
         TestRunParams {
             grader_version_id: version_id,
             limit: args.limit,
@@ -298,17 +322,17 @@ pub async fn evaluate(mut settings: Settings, args: &EvalArgs) -> anyhow::Result
     )
     .await
     .map_err(|err| anyhow::anyhow!("starting the test run: {err}"))?;
-    let tested = wait(&state, user.id, run.job_id, "test run").await?;
+    let tested = wait(state, user_id, run.job_id, "test run").await?;
     let test_seconds = began.elapsed().as_secs_f64();
-    let metrics = test_runs::metrics(&state.db, user.id, run.id)
+    let metrics = test_runs::metrics(&state.db, user_id, run.id)
         .await
         .map_err(|err| anyhow::anyhow!("reading the metrics: {err}"))?
         .context("the test run stored no metrics")?;
     Ok(EvalReport {
         dataset: args.dataset.display().to_string(),
-        engine: args.engine,
+        engine,
         split: args.split.clone(),
-        imported,
+        imported: imported.clone(),
         epochs,
         metrics,
         training_seconds,
@@ -345,6 +369,26 @@ pub fn table(r: &EvalReport) -> String {
         r.test_seconds,
         r.tokens
     ));
+    out.push_str("learning curve (validation; a change is kept only if it improves QWK, MAE breaking ties)\n");
+    out.push_str(&format!(
+        "{:>5} {:<12} {:>5} {:>4} {:>7} {:>7} {:>7} {:>6} {:>8}\n",
+        "epoch", "change", "kept", "n", "QWK", "MAE", "r", "calls", "seconds"
+    ));
+    for e in &r.epochs {
+        out.push_str(&format!(
+            "{:>5} {:<12} {:>5} {:>4} {:>7} {:>7} {:>7} {:>6} {:>8.1}\n",
+            e.epoch,
+            e.change.kind.chars().take(12).collect::<String>(),
+            if e.kept { "yes" } else { "no" },
+            e.metrics.n,
+            fmt(e.metrics.qwk),
+            fmt(e.metrics.mae),
+            fmt(e.metrics.pearson),
+            e.calls,
+            e.seconds,
+        ));
+    }
+    out.push('\n');
     out.push_str(&format!("{:<26} {:>8}\n", "metric", "value"));
     let rows: Vec<(&str, String)> = vec![
         ("answers compared (n)", a.n.to_string()),

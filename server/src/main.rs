@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 use gradelab::config::Settings;
 use gradelab::startup::Application;
 
+/// mimalloc rather than the system allocator (see server/Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// GradeLab: turn a marking guide into an AI grader you can trust.
 #[derive(Parser)]
 #[command(version, about)]

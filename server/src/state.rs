@@ -7,7 +7,7 @@ use tokio::sync::broadcast;
 
 use crate::config::Settings;
 use crate::llm::{LlmClient, SecretBox};
-use crate::service::accounts::AccountEvent;
+use crate::service::accounts::{AccountEvent, SessionCache};
 use crate::service::jobs::JobBus;
 
 /// Cheap to clone: everything inside is reference-counted.
@@ -26,6 +26,8 @@ pub struct AppState {
     pub instance_id: Arc<str>,
     /// The language-model client (default endpoint from `settings.llm`).
     pub llm: Arc<LlmClient>,
+    /// Bearer tokens resolved in the last moments.
+    pub sessions: Arc<SessionCache>,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
             jobs: Arc::new(JobBus::default()),
             instance_id: instance_id.into(),
             llm,
+            sessions: Arc::new(SessionCache::default()),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::sync::LazyLock;
 use chrono::Utc;
 use entity::enums::{Engine, Split};
 use entity::{answers, gradings, guide_items};
+use futures::StreamExt as _;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -488,6 +489,12 @@ impl Grader {
         })
     }
 
+    /// How many answers [`Grader::grade`] grades at once: the LLM endpoint's parallel calls
+    /// (see [`crate::llm::LlmClient::parallel_calls`]), one without the LLM engine.
+    pub fn parallel_calls(&self) -> usize {
+        self.llm.as_ref().map_or(1, LlmGrading::parallel_calls)
+    }
+
     /// The config being graded with.
     pub fn config(&self) -> &GraderConfig {
         &self.config
@@ -498,8 +505,9 @@ impl Grader {
         &self.items
     }
 
-    /// Grades `answers` in order; `progress(done, total)` is called after each answer the
-    /// language model graded.
+    /// Grades `answers`, the LLM engine up to [`Grader::parallel_calls`] at once; verdicts
+    /// are in the answers' order and `progress(done, total)` is called after each answer
+    /// the language model graded.
     pub async fn grade(
         &self,
         answers: &[AnswerToGrade],
@@ -517,12 +525,19 @@ impl Grader {
             Some(runtime) => Some(runtime.predict(answers).await?),
             None => None,
         };
-        let mut llm_verdicts = Vec::new();
+        let mut llm_verdicts = Vec::with_capacity(answers.len());
         if let Some(llm) = &self.llm {
-            for (done, answer) in answers.iter().enumerate() {
-                let item = &self.items[&answer.item_id];
-                llm_verdicts.push(llm.grade(item, answer).await?);
-                progress(done + 1, answers.len());
+            // Up to the endpoint's parallel calls in flight; verdicts come back in order.
+            // (The futures are made before the stream: a closure inside it would make the
+            // job's future fail the `Send` check for every lifetime.)
+            let calls: Vec<_> = answers
+                .iter()
+                .map(|answer| llm.grade(&self.items[&answer.item_id], answer))
+                .collect();
+            let mut verdicts = futures::stream::iter(calls).buffered(llm.parallel_calls());
+            while let Some(verdict) = verdicts.next().await {
+                llm_verdicts.push(verdict?);
+                progress(llm_verdicts.len(), answers.len());
             }
         }
         let mut out = Vec::with_capacity(answers.len());

@@ -1009,6 +1009,11 @@ impl LlmGrading {
         }
     }
 
+    /// How many answers to grade at once (see [`LlmClient::parallel_calls`]).
+    pub fn parallel_calls(&self) -> usize {
+        self.client.parallel_calls(&self.params)
+    }
+
     /// Grades one answer.
     pub async fn grade(
         &self,

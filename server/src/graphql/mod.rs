@@ -130,7 +130,7 @@ pub async fn graphql_post(
     multipart::GraphqlBody(request): multipart::GraphqlBody,
 ) -> Response {
     let viewer = match bearer_token(&headers) {
-        Some(token) => match accounts::authenticate(&app.db, token).await {
+        Some(token) => match accounts::authenticate(&app, token).await {
             Ok(Some(user)) => Viewer(Some(user)),
             Ok(None) => return unauthenticated_response(),
             Err(err) => {
@@ -145,6 +145,9 @@ pub async fn graphql_post(
     };
     GraphQLResponse::from(schema.execute(request.data(viewer)).await).into_response()
 }
+
+/// Read and write buffer of one WebSocket connection.
+const WS_BUFFER_BYTES: usize = 8 * 1024;
 
 /// `GET /graphql`: a WebSocket upgrade (graphql-transport-ws) for subscriptions, otherwise
 /// the GraphiQL explorer.
@@ -168,6 +171,11 @@ pub async fn graphql_get(
     let header_token = bearer_token(&headers).map(str::to_owned);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // Subscriptions are many, messages small: 8 KiB buffers instead of 128 KiB each
+        // (memory per open subscription), and no client message larger than a request.
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
+        .max_message_size(app.settings.server.max_body_bytes)
         .on_upgrade(move |socket| {
             GraphQLWebSocket::new(socket, schema, protocol)
                 .on_connection_init(move |payload| connection_init(app, header_token, payload))
@@ -197,7 +205,7 @@ async fn connection_init(
         })
         .or(header_token);
     let viewer = match token {
-        Some(token) => match accounts::authenticate(&app.db, &token).await {
+        Some(token) => match accounts::authenticate(&app, &token).await {
             Ok(Some(user)) => Viewer(Some(user)),
             Ok(None) => return Err(AppError::unauthenticated().extend()),
             Err(err) => return Err(AppError::from(err).extend()),

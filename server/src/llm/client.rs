@@ -422,6 +422,16 @@ impl LlmClient {
         self
     }
 
+    /// How many calls one job should keep in flight to `params`' endpoint: the concurrency
+    /// limit, or one for an endpoint that decodes one request at a time.
+    pub fn parallel_calls(&self, params: &CallParams) -> usize {
+        if params.endpoint.provider.preset().serial {
+            1
+        } else {
+            self.concurrency
+        }
+    }
+
     /// Parameters for the server's default endpoint and model.
     pub fn default_params(&self) -> CallParams {
         self.defaults.clone()

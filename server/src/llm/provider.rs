@@ -81,6 +81,11 @@ pub struct Preset {
     /// Whether the endpoint runs on the school's own hardware (free, and a failure to
     /// connect means "start it").
     pub local: bool,
+    /// Whether the endpoint decodes one request at a time (llama.cpp as `gradelab llm start`
+    /// runs it, one slot on the CPU), so a job sends its calls one by one rather than up to
+    /// `llm.concurrency` at once: queued calls would only wait on the server, inside their
+    /// timeout.
+    pub serial: bool,
     /// List prices, matched on the longest model-name prefix.
     pub prices: &'static [(&'static str, Price)],
 }
@@ -117,6 +122,7 @@ const OPENAI: Preset = Preset {
     structured: StructuredMode::JsonSchema,
     requires_api_key: true,
     local: false,
+    serial: false,
     prices: OPENAI_PRICES,
 };
 
@@ -127,6 +133,7 @@ const DEEPSEEK: Preset = Preset {
     structured: StructuredMode::JsonObject,
     requires_api_key: true,
     local: false,
+    serial: false,
     prices: DEEPSEEK_PRICES,
 };
 
@@ -137,6 +144,7 @@ const OLLAMA: Preset = Preset {
     structured: StructuredMode::JsonSchema,
     requires_api_key: false,
     local: true,
+    serial: false,
     prices: &[],
 };
 
@@ -147,6 +155,7 @@ const VLLM: Preset = Preset {
     structured: StructuredMode::JsonSchema,
     requires_api_key: false,
     local: true,
+    serial: false,
     prices: &[],
 };
 
@@ -157,6 +166,7 @@ const LLAMACPP: Preset = Preset {
     structured: StructuredMode::JsonSchema,
     requires_api_key: false,
     local: true,
+    serial: true,
     prices: &[],
 };
 
@@ -167,6 +177,7 @@ const CUSTOM: Preset = Preset {
     structured: StructuredMode::JsonObject,
     requires_api_key: false,
     local: false,
+    serial: false,
     prices: &[],
 };
 

@@ -140,7 +140,7 @@ async fn download(
             "Send your token as `Authorization: Bearer <token>`.",
         );
     };
-    let user = match accounts::authenticate(&app.db, token).await {
+    let user = match accounts::authenticate(&app, token).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             return problem(

@@ -201,19 +201,26 @@ pub async fn sign_out(state: &AppState, auth: AuthUser) -> Result<(), AccountErr
 }
 
 /// Resolves a bearer token to its user, if the token is valid, unexpired and not revoked.
+///
+/// A token resolved in the last [`SESSION_CACHE_TTL`] is answered from memory
+/// ([`SessionCache`]), so a busy client does not read its session row on every request.
 #[instrument(skip_all)]
-pub async fn authenticate(
-    db: &DatabaseConnection,
-    token: &str,
-) -> Result<Option<AuthUser>, AccountError> {
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Option<AuthUser>, AccountError> {
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
         return Ok(None);
     }
     let now = Utc::now();
+    let token_hash = hash_token(token);
+    if let Some(cached) = state.sessions.get(&token_hash) {
+        if cached.expires_at.is_some_and(|expires| expires <= now) {
+            return Ok(None);
+        }
+        return Ok(Some(cached.auth));
+    }
     let session = sessions::Entity::find()
-        .filter(sessions::Column::TokenHash.eq(hash_token(token)))
+        .filter(sessions::Column::TokenHash.eq(&token_hash))
         .filter(sessions::Column::RevokedAt.is_null())
-        .one(db)
+        .one(&state.db)
         .await?;
     let Some(session) = session else {
         return Ok(None);
@@ -228,13 +235,72 @@ pub async fn authenticate(
         sessions::Entity::update_many()
             .col_expr(sessions::Column::LastUsedAt, Expr::value(now))
             .filter(sessions::Column::Id.eq(session.id))
-            .exec(db)
+            .exec(&state.db)
             .await?;
     }
-    Ok(Some(AuthUser {
+    let auth = AuthUser {
         user_id: session.user_id,
         session_id: session.id,
-    }))
+    };
+    state.sessions.put(token_hash, auth, session.expires_at);
+    Ok(Some(auth))
+}
+
+/// How long a resolved token is trusted without reading its session row again. Signing out
+/// or revoking a token takes effect at once on the server that did it, and within this time
+/// on other replicas.
+pub const SESSION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Most tokens kept in a [`SessionCache`]; beyond it the cache starts afresh.
+const SESSION_CACHE_CAPACITY: usize = 10_000;
+
+/// Recently resolved tokens, by their SHA-256 (see [`authenticate`]).
+#[derive(Default)]
+pub struct SessionCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, CachedSession>>,
+}
+
+#[derive(Clone, Copy)]
+struct CachedSession {
+    auth: AuthUser,
+    expires_at: Option<DateTime<Utc>>,
+    resolved: std::time::Instant,
+}
+
+impl SessionCache {
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CachedSession>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, token_hash: &str) -> Option<CachedSession> {
+        let cached = *self.entries().get(token_hash)?;
+        (cached.resolved.elapsed() < SESSION_CACHE_TTL).then_some(cached)
+    }
+
+    fn put(&self, token_hash: String, auth: AuthUser, expires_at: Option<DateTime<Utc>>) {
+        let mut entries = self.entries();
+        if entries.len() >= SESSION_CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(
+            token_hash,
+            CachedSession {
+                auth,
+                expires_at,
+                resolved: std::time::Instant::now(),
+            },
+        );
+    }
+
+    /// Drops a revoked session's token.
+    fn forget(&self, session_id: i32) {
+        self.entries()
+            .retain(|_, cached| cached.auth.session_id != session_id);
+    }
 }
 
 /// Loads the caller's account.
@@ -356,6 +422,7 @@ async fn revoke(state: &AppState, session_id: i32) -> Result<(), DbErr> {
         .filter(sessions::Column::Id.eq(session_id))
         .exec(&state.db)
         .await?;
+    state.sessions.forget(session_id);
     Ok(())
 }
 

@@ -631,7 +631,12 @@ fn check_criteria(criteria: Vec<Criterion>) -> Result<serde_json::Value, GuideEr
 
 /// The rubric stored on an item.
 pub fn rubric(item: &guide_items::Model) -> Vec<Criterion> {
-    serde_json::from_value(item.rubric.clone()).unwrap_or_default()
+    rubric_of(&item.rubric)
+}
+
+/// The criteria in a stored rubric (none when it is unreadable).
+pub fn rubric_of(rubric: &serde_json::Value) -> Vec<Criterion> {
+    Vec::<Criterion>::deserialize(rubric).unwrap_or_default()
 }
 
 async fn owned_item(

@@ -61,7 +61,8 @@ pub const REVIEW_DISAGREEMENT: f64 = 0.5;
 pub const REVIEW_SPREAD: f64 = 0.25;
 /// An answer graded with less confidence than this is queued for review.
 pub const REVIEW_CONFIDENCE: f64 = 0.5;
-/// Answers graded per batch by the similarity engine (LLM engines grade one at a time).
+/// Answers graded per batch by the similarity engine (LLM engines: the endpoint's parallel
+/// calls).
 const SIMILARITY_BATCH: usize = 64;
 
 /// What went wrong with a test-run request.
@@ -383,7 +384,13 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
         ) }),
     )
     .await?;
-    let batch = if uses_llm { 1 } else { SIMILARITY_BATCH };
+    // LLM engines: as many answers per batch as the endpoint takes at once, so cancelling
+    // waits for at most one round of calls.
+    let batch = if uses_llm {
+        base.parallel_calls()
+    } else {
+        SIMILARITY_BATCH
+    };
     for repeat in 0..params.repeats {
         let pending: Vec<AnswerToGrade> = to_grade
             .iter()

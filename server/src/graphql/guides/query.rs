@@ -1,7 +1,7 @@
 //! Guide queries.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, Object, Result, SimpleObject, ID};
+use async_graphql::{Context, Object, Result, ID};
 
 use super::types::Guide;
 use crate::error::{AppError, GqlResultExt};
@@ -9,10 +9,16 @@ use crate::graphql::{parse_id, require_user, state};
 use crate::service::guides;
 
 /// Extra fields on the guide list.
-#[derive(SimpleObject)]
 pub struct GuideConnectionFields {
-    /// How many guides the caller has in all.
-    pub total_count: u64,
+    user_id: i32,
+}
+
+#[Object]
+impl GuideConnectionFields {
+    /// How many guides the caller has in all (counted only when asked for).
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        guides::count(&state(ctx)?.db, self.user_id).await.gql()
+    }
 }
 
 /// Guide queries.
@@ -54,11 +60,12 @@ impl GuideQuery {
             .gql()?;
         let has_next = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
-        let total_count = guides::count(db, auth.user_id).await.gql()?;
         let mut connection = Connection::with_additional_fields(
             before.is_some(),
             has_next,
-            GuideConnectionFields { total_count },
+            GuideConnectionFields {
+                user_id: auth.user_id,
+            },
         );
         connection.edges.extend(
             rows.into_iter()

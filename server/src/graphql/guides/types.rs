@@ -199,6 +199,7 @@ impl From<RubricCriterion> for Criterion {
 
 /// One question of a guide.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct GuideItem {
     /// Stable identifier.
     pub id: ID,
@@ -214,8 +215,9 @@ pub struct GuideItem {
     pub model_answer: String,
     /// Marks available.
     pub max_marks: f64,
-    /// Rubric criteria.
-    pub rubric: Vec<RubricCriterion>,
+    /// The stored rubric, read into criteria only when `rubric` is asked for.
+    #[graphql(skip)]
+    pub rubric_json: serde_json::Value,
     /// Whether the teacher edited or added it (re-extraction keeps such items).
     pub edited: bool,
     /// When it was created.
@@ -224,9 +226,19 @@ pub struct GuideItem {
     pub updated_at: DateTime<Utc>,
 }
 
+#[ComplexObject]
+impl GuideItem {
+    /// Rubric criteria.
+    async fn rubric(&self) -> Vec<RubricCriterion> {
+        service::rubric_of(&self.rubric_json)
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+}
+
 impl From<guide_items::Model> for GuideItem {
     fn from(item: guide_items::Model) -> Self {
-        let rubric = service::rubric(&item).into_iter().map(Into::into).collect();
         Self {
             id: item.id.into(),
             guide_id: item.guide_id.into(),
@@ -235,7 +247,7 @@ impl From<guide_items::Model> for GuideItem {
             question: item.question,
             model_answer: item.model_answer,
             max_marks: item.max_marks,
-            rubric,
+            rubric_json: item.rubric,
             edited: item.edited,
             created_at: item.created_at,
             updated_at: item.updated_at,
