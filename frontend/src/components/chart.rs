@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 
 use crate::api::training::EpochPoint;
-use crate::components::format;
+use crate::components::{format, list::CollectAny};
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 260.0;
@@ -72,7 +72,7 @@ pub fn learning_curve(points: Vec<EpochPoint>) -> impl IntoView {
                 <text class="tick" x=n(LEFT - 8.0) y=n(y + 4.0) text-anchor="end">{format::decimal(value, 2)}</text>
             }
         })
-        .collect_view();
+        .collect_any();
     let ticks = (0..=last)
         .filter(|epoch| last <= 12 || epoch % ((last + 11) / 12) == 0)
         .map(|epoch| {
@@ -81,7 +81,7 @@ pub fn learning_curve(points: Vec<EpochPoint>) -> impl IntoView {
                 <text class="tick" x=n(x) y=n(HEIGHT - BOTTOM + 18.0) text-anchor="middle">{epoch}</text>
             }
         })
-        .collect_view();
+        .collect_any();
     let dots = points
         .iter()
         .flat_map(|p| {
@@ -113,7 +113,7 @@ pub fn learning_curve(points: Vec<EpochPoint>) -> impl IntoView {
                 </circle>
             }
         })
-        .collect_view();
+        .collect_any();
     let qwk = polyline(&points, last, low, |p| p.qwk);
     let mae = polyline(&points, last, low, |p| p.mae);
     view! {

@@ -34,7 +34,7 @@ pub fn Field(
                 aria-describedby=described_by
                 bind:value=value
             />
-            {hint.map(|hint| view! { <p class="hint" id=hint_id>{hint}</p> })}
+            {hint.map(|hint| view! { <p class="hint" id=hint_id>{hint}</p> }.into_any())}
         </div>
     }
 }

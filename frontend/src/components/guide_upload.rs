@@ -8,7 +8,7 @@ use web_sys::{File, HtmlInputElement};
 use crate::api::guides::{self, Method};
 use crate::api::http::ErrorCode;
 use crate::api::ApiError;
-use crate::components::{form_error::FormError, format, progress::ProgressBar};
+use crate::components::{form_error::FormError, format, list::CollectAny, progress::ProgressBar};
 use crate::router;
 
 /// File types the server reads.
@@ -17,7 +17,10 @@ application/vnd.openxmlformats-officedocument.wordprocessingml.document";
 
 /// The `<option>`s of an extraction-method `<select>`.
 pub fn method_options() -> impl IntoView {
-    Method::ALL.map(|m| view! { <option value=m.key()>{m.label()}</option> })
+    Method::ALL
+        .into_iter()
+        .map(|m| view! { <option value=m.key()>{m.label()}</option> })
+        .collect_any()
 }
 
 /// The id in a duplicate message's "(guide 12)".
@@ -169,9 +172,10 @@ pub fn GuideUpload() -> impl IntoView {
                             <a href=format!("/guides/{id}") data-testid="duplicate-link">
                                 "Open the existing guide"
                             </a>
-                        })}
+                        }.into_any())}
                     </div>
                 }
+                .into_any()
             })
     };
     let other_error = Signal::derive(move || {
@@ -252,14 +256,14 @@ pub fn GuideUpload() -> impl IntoView {
                     </button>
                 </form>
                 <div class="upload-status" aria-live="polite" hidden=move || !busy()>
-                    <p data-testid="upload-status">{status_text}</p>
+                    <p data-testid="upload-status">{move || status_text()}</p>
                     <ProgressBar
                         value=Signal::derive(move || sending.get().map_or(0.0, |(_, f)| f))
                         label="Upload progress"
                         testid="upload-progress"
                     />
                 </div>
-                {duplicate}
+                {move || duplicate()}
                 <FormError message=other_error testid="upload-error" />
             </div>
         </section>

@@ -10,7 +10,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{Element, FormData, HtmlElement, HtmlFormElement};
 
 use crate::api::guides::{self, Criterion, Item};
-use crate::components::{badge::Badge, form_error::FormError, format};
+use crate::components::{badge::Badge, form_error::FormError, format, list::CollectAny};
 
 /// `editing` value while the new-item form is open.
 const NEW: &str = "";
@@ -394,7 +394,7 @@ pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoVie
                             <span class="item-caption">"Model answer"</span>
                             <p data-testid="item-answer">{item.model_answer}</p>
                         </div>
-                    })}
+                    }.into_any())}
                     {(!item.rubric.is_empty()).then(|| view! {
                         <ul class="rubric" data-testid="item-rubric" aria-label="Rubric">
                             {item.rubric.into_iter().map(|c| view! {
@@ -402,9 +402,9 @@ pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoVie
                                     <span>{c.description}</span>
                                     <span class="rubric-marks">{format::marks(c.marks)}</span>
                                 </li>
-                            }).collect_view()}
+                            }).collect_any()}
                         </ul>
-                    })}
+                    }.into_any())}
                     <div class="item-actions">
                         <button type="button" class="button subtle" data-act="edit" data-id=id.clone() data-testid="edit-item">
                             "Edit"
@@ -466,7 +466,7 @@ pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoVie
         <section class="items-section" data-testid="items" aria-labelledby="items-title" on:click=on_click>
             <div class="section-head">
                 <h2 id="items-title">"Items"</h2>
-                <span class="muted" data-testid="items-summary">{summary}</span>
+                <span class="muted" data-testid="items-summary">{move || summary()}</span>
             </div>
             <FormError message=list_error testid="items-error" />
             <div class="empty" data-testid="items-empty" hidden=move || !items.with(Vec::is_empty)>
@@ -482,7 +482,7 @@ pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoVie
                         <h3>"New item"</h3>
                         <ItemForm item=Item::default() saving=saving error=form_error on_submit=save />
                     </div>
-                })
+                }.into_any())
             }}
             <button
                 type="button"

@@ -140,7 +140,7 @@ pub fn JobMonitor(
                 </button>
             </div>
             <ProgressBar value=progress label=label testid="job-progress" />
-            <p class="job-message" data-testid="job-message" aria-live="polite">{message}</p>
+            <p class="job-message" data-testid="job-message" aria-live="polite">{move || message()}</p>
             <FormError message=error testid="job-error" />
             <details class="log">
                 <summary>

@@ -3,9 +3,9 @@
 //! A closure view (`move || …`) normally diffs its new output against the old one,
 //! and tachys compiles the diffing code (`rebuild`) for every element of the view.
 //! Pages and loaded sections are replaced wholesale anyway, so [`keyed`] builds the new
-//! view and drops the old one instead: the same behaviour, far less wasm.
-
-use std::hash::Hash;
+//! view and drops the old one instead: the same behaviour, far less wasm. The view is
+//! type-erased and the key memo built per key type, so every caller shares the same
+//! reactive view code instead of compiling its own copy.
 
 use leptos::{
     attr::{any_attribute::AnyAttribute, Attribute},
@@ -24,11 +24,26 @@ pub fn keyed<K, V>(
     render: impl Fn(K) -> V + Send + Sync + 'static,
 ) -> impl IntoView
 where
-    K: PartialEq + Hash + Clone + Send + Sync + 'static,
+    K: PartialEq + Clone + Send + Sync + 'static,
     V: IntoView + 'static,
 {
-    let key = Memo::new(move |_| key());
-    move || Fresh(render(key.get()))
+    let key = memo(Box::new(key));
+    swapped(Box::new(move || render(key.get()).into_any()))
+}
+
+/// `key()` as a memo: compiled once per key type rather than once per caller.
+fn memo<K>(key: Box<dyn Fn() -> K + Send + Sync>) -> Memo<K>
+where
+    K: PartialEq + Send + Sync + 'static,
+{
+    Memo::new(move |_| key())
+}
+
+/// The part of [`keyed`] that does not depend on its caller: every caller shares one
+/// reactive view type (a closure per caller would compile tachys' effect and view code
+/// once each).
+fn swapped(render: Box<dyn Fn() -> AnyView + Send + Sync>) -> impl IntoView {
+    move || Fresh(render())
 }
 
 /// A view that is rebuilt by building anew, never by diffing.

@@ -10,6 +10,8 @@ pub mod guide_upload;
 pub mod item_editor;
 pub mod job_monitor;
 pub mod keyed;
+pub mod list;
+pub mod loading;
 pub mod logo;
 pub mod page_title;
 pub mod progress;

@@ -50,6 +50,7 @@ pub fn TopBar() -> impl IntoView {
                     </button>
                 </div>
             }
+            .into_any()
         })
     };
 
@@ -89,6 +90,6 @@ pub fn TopBar() -> impl IntoView {
                 </div>
             </div>
         </header>
-        {load_error}
+        {move || load_error()}
     }
 }

@@ -1,19 +1,15 @@
 //! `/guides/:id/answers`: import teacher-scored answers (CSV or JSONL, file or pasted)
 //! with bad rows listed by line, and the guide's answers per split and item.
 
-use leptos::{
-    either::{Either, EitherOf3},
-    ev, html,
-    prelude::*,
-    task::spawn_local,
-};
+use leptos::{ev, html, prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 use web_sys::{FormData, HtmlFormElement, HtmlInputElement};
 
 use crate::api::answers::{self, Imported, Summary};
 use crate::api::ApiError;
 use crate::components::{
-    form_error::FormError, format, keyed::keyed, page_title::set_page_title, progress::ProgressBar,
+    form_error::FormError, format, keyed::keyed, list::CollectAny, loading::load_failed,
+    page_title::set_page_title, progress::ProgressBar,
 };
 
 /// Column headings of the split counts, in `Summary::splits` order.
@@ -134,7 +130,7 @@ pub fn AnswersPage(id: String) -> impl IntoView {
                                     <td class="num">{row.line}</td>
                                     <td>{row.message}</td>
                                 </tr>
-                            }).collect_view()}
+                            }).collect_any()}
                         </tbody>
                     </table>
                 }
@@ -151,6 +147,7 @@ pub fn AnswersPage(id: String) -> impl IntoView {
                     {bad_rows}
                 </div>
             }
+            .into_any()
         })
     };
 
@@ -210,7 +207,7 @@ pub fn AnswersPage(id: String) -> impl IntoView {
                             "Import the good rows and list the bad ones (otherwise a file with a bad row imports nothing)"
                         </label>
                         <div class="upload-status" aria-live="polite" hidden=move || sending.with(Option::is_none)>
-                            <p>{status_text}</p>
+                            <p>{move || status_text()}</p>
                             <ProgressBar
                                 value=Signal::derive(move || sending.get().map_or(0.0, |(_, f)| f))
                                 label="Import progress"
@@ -218,7 +215,7 @@ pub fn AnswersPage(id: String) -> impl IntoView {
                             />
                         </div>
                         <FormError message=failure testid="import-error" />
-                        {outcome}
+                        {move || outcome()}
                     </div>
                 </section>
                 <section class="card" data-testid="split-summary" aria-labelledby="splits-title">
@@ -233,25 +230,23 @@ pub fn AnswersPage(id: String) -> impl IntoView {
     }
 }
 
-fn split_summary(summary: Option<Result<Summary, ApiError>>) -> impl IntoView {
+fn split_summary(summary: Option<Result<Summary, ApiError>>) -> AnyView {
     match summary {
-        None => EitherOf3::A(view! { <p class="muted">"Loading…"</p> }),
-        Some(Err(error)) => EitherOf3::B(view! {
-            <p class="form-error" role="alert" data-testid="summary-error">{error.message}</p>
-        }),
+        None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+        Some(Err(error)) => load_failed("summary-error", error.message),
         Some(Ok(summary)) => {
             set_page_title(&format!("Scored answers · {}", summary.title));
             let items = if summary.items.is_empty() {
-                Either::Left(view! { <p class="muted">"The guide has no items yet."</p> })
+                view! { <p class="muted">"The guide has no items yet."</p> }.into_any()
             } else {
-                Either::Right(view! {
+                view! {
                     <div class="table-wrap">
                         <table class="table compact">
                             <caption class="visually-hidden">"Answers per item and split"</caption>
                             <thead>
                                 <tr>
                                     <th scope="col">"Item"</th>
-                                    {SPLITS.map(|name| view! { <th scope="col" class="num">{name}</th> })}
+                                    {SPLITS.into_iter().map(|name| view! { <th scope="col" class="num">{name}</th> }).collect_any()}
                                     <th scope="col" class="num">"Scored"</th>
                                 </tr>
                             </thead>
@@ -259,16 +254,16 @@ fn split_summary(summary: Option<Result<Summary, ApiError>>) -> impl IntoView {
                                 {summary.items.into_iter().map(|item| view! {
                                     <tr data-testid="split-row">
                                         <th scope="row">{item.label}</th>
-                                        {item.splits.map(|n| view! { <td class="num">{n}</td> })}
+                                        {item.splits.into_iter().map(|n| view! { <td class="num">{n}</td> }).collect_any()}
                                         <td class="num">{item.scored}</td>
                                     </tr>
-                                }).collect_view()}
+                                }).collect_any()}
                             </tbody>
                         </table>
                     </div>
-                })
+                }.into_any()
             };
-            EitherOf3::C(view! {
+            view! {
                 <p data-testid="answers-total">
                     {format!(
                         "{}, {} scored.",
@@ -286,10 +281,11 @@ fn split_summary(summary: Option<Result<Summary, ApiError>>) -> impl IntoView {
                                 <dd data-testid="split-count">{n}</dd>
                             </div>
                         })
-                        .collect_view()}
+                        .collect_any()}
                 </dl>
                 {items}
-            })
+            }
+            .into_any()
         }
     }
 }

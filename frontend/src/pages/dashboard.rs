@@ -1,17 +1,14 @@
 //! `/`: the signed-in home: recent guides, recent jobs (running ones live), and
 //! language-model spend.
 
-use leptos::{
-    either::{Either, EitherOf3},
-    prelude::*,
-    task::spawn_local,
-};
+use leptos::{prelude::*, task::spawn_local};
 
 use crate::api::dashboard::{self, JobSummary, Overview, Usage};
 use crate::api::jobs::{self, JobStatus, SeqCursor};
 use crate::api::ApiError;
 use crate::components::{
-    badge::LiveBadge, format, keyed::keyed, page_title::set_page_title, progress::ProgressBar,
+    badge::LiveBadge, format, keyed::keyed, list::CollectAny, loading::loading,
+    page_title::set_page_title, progress::ProgressBar,
 };
 use crate::pages::guides::guide_table;
 use crate::pages::reports::report_list;
@@ -34,16 +31,17 @@ pub fn DashboardPage() -> impl IntoView {
     load();
 
     let cards = move |_| match loaded.get_untracked().1 {
-        None => EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading…"</p> }),
-        Some(Err(error)) => EitherOf3::B(view! {
+        None => loading("Loading…"),
+        Some(Err(error)) => view! {
             <div class="banner" role="alert" data-testid="dashboard-error">
                 <span>{error.message}</span>
                 <button type="button" class="button subtle" on:click=move |_| load()>
                     "Try again"
                 </button>
             </div>
-        }),
-        Some(Ok(data)) => EitherOf3::C(overview(data)),
+        }
+        .into_any(),
+        Some(Ok(data)) => overview(data).into_any(),
     };
 
     view! {
@@ -60,7 +58,7 @@ pub fn DashboardPage() -> impl IntoView {
 
 fn overview(data: Overview) -> impl IntoView {
     let guides = if data.guides.is_empty() {
-        Either::Left(view! {
+        view! {
             <div class="empty">
                 <p class="empty-title">"No marking guides yet"</p>
                 <p class="empty-detail">
@@ -68,29 +66,31 @@ fn overview(data: Overview) -> impl IntoView {
                 </p>
                 <a href="/guides" class="button primary">"Upload a guide"</a>
             </div>
-        })
+        }.into_any()
     } else {
         let list = data.guides;
-        Either::Right(view! {
-            {guide_table(move || list.clone(), "Recent guides")}
+        view! {
+            {guide_table(Signal::stored(list), "Recent guides")}
             <a href="/guides" class="more-link">
                 {format!("All {}", format::plural(data.guide_count, "guide", "guides"))}
             </a>
-        })
+        }
+        .into_any()
     };
     let jobs = if data.jobs.is_empty() {
-        Either::Left(view! {
+        view! {
             <div class="empty">
                 <p class="empty-title">"No jobs yet"</p>
                 <p class="empty-detail">
                     "Extracting a guide's items, training and test runs appear here with their progress."
                 </p>
             </div>
-        })
+        }.into_any()
     } else {
-        Either::Right(view! {
-            <ul class="job-list">{data.jobs.into_iter().map(job_row).collect_view()}</ul>
-        })
+        view! {
+            <ul class="job-list">{data.jobs.into_iter().map(job_row).collect_any()}</ul>
+        }
+        .into_any()
     };
     view! {
         <section class="card wide" data-testid="card-guides" aria-labelledby="card-guides-title">
@@ -190,10 +190,10 @@ fn spend(usage: Usage) -> impl IntoView {
                                 <td class="num">{format::count(t.calls)}</td>
                                 <td class="num">{format::usd(t.cost_usd)}</td>
                             </tr>
-                        }).collect_view()}
+                        }).collect_any()}
                     </tbody>
                 </table>
-            })}
+            }.into_any())}
         </section>
     }
 }

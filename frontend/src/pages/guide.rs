@@ -1,7 +1,7 @@
 //! `/guides/:id`: one guide: its extraction (live), its items (editable), re-extraction,
 //! renaming and deletion.
 
-use leptos::{either::EitherOf3, ev, prelude::*, task::spawn_local};
+use leptos::{ev, prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 use web_sys::{FormData, HtmlFormElement};
 
@@ -11,7 +11,8 @@ use crate::api::jobs::JobStatus;
 use crate::api::ApiError;
 use crate::components::{
     badge::LiveBadge, form_error::FormError, format, guide_upload::method_options,
-    item_editor::ItemsEditor, job_monitor::JobMonitor, keyed::keyed, page_title::set_page_title,
+    item_editor::ItemsEditor, job_monitor::JobMonitor, keyed::keyed, loading::loading,
+    page_title::set_page_title,
 };
 use crate::router;
 
@@ -35,12 +36,10 @@ pub fn GuidePage(id: String) -> impl IntoView {
     load();
 
     let body = move |_| match loaded.get_untracked().1 {
-        None => {
-            EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading the guide…"</p> })
-        }
+        None => loading("Loading the guide…"),
         Some(Err(error)) => {
             let missing = error.code == ErrorCode::NotFound;
-            EitherOf3::B(view! {
+            view! {
                 <div class="empty" role="alert" data-testid=if missing { "guide-missing" } else { "guide-error" }>
                     <p class="empty-title">{if missing { "Guide not found" } else { "The guide could not be loaded" }}</p>
                     <p class="empty-detail">
@@ -52,11 +51,12 @@ pub fn GuidePage(id: String) -> impl IntoView {
                     </p>
                     <a href="/guides">"Back to your guides"</a>
                 </div>
-            })
+            }
+            .into_any()
         }
         Some(Ok(detail)) => {
             set_page_title(&detail.title);
-            EitherOf3::C(view! { <GuideView detail=detail reload=move |()| load() /> })
+            view! { <GuideView detail=detail reload=move |()| load() /> }.into_any()
         }
     };
 
@@ -190,7 +190,7 @@ fn GuideView(
             </form>
             <p class="meta">
                 <LiveBadge status=Signal::derive(move || { let s = status.get(); (s.label(), s.tone()) }) testid="guide-status" />
-                {filename.map(|name| view! { <span>{name}</span> })}
+                {filename.map(|name| view! { <span>{name}</span> }.into_any())}
                 <span>"Added " <time datetime=created_at.clone()>{format::date_time(&created_at)}</time></span>
                 <a href=format!("/guides/{id}/answers") data-testid="answers-link">"Scored answers"</a>
             </p>
@@ -199,7 +199,7 @@ fn GuideView(
         <FormError message=failed testid="extraction-error" />
         <section class="card" data-testid="extraction" aria-labelledby="extraction-title">
             <h2 id="extraction-title">"Extraction"</h2>
-            {monitor}
+            {move || monitor()}
             <form class="reextract" on:submit=reextract>
                 <div class="field">
                     <label for="reextract-method">"Extract the items again with"</label>

@@ -1,6 +1,6 @@
 //! `/guides`: add a guide (file, drag and drop, or pasted text) and the list of guides.
 
-use leptos::{either::EitherOf4, prelude::*, task::spawn_local};
+use leptos::{prelude::*, task::spawn_local};
 
 use crate::api::guides::{self, GuideSummary};
 use crate::components::{
@@ -39,7 +39,7 @@ pub fn guide_row(guide: GuideSummary) -> impl IntoView {
                 <a href=href data-testid="guide-link">
                     {guide.title}
                 </a>
-                {guide.filename.map(|name| view! { <span class="sub">{name}</span> })}
+                {guide.filename.map(|name| view! { <span class="sub">{name}</span> }.into_any())}
             </th>
             <td>
                 <Badge label=guide.status.label() tone=guide.status.tone() testid="guide-status" />
@@ -55,11 +55,9 @@ pub fn guide_row(guide: GuideSummary) -> impl IntoView {
     }
 }
 
-/// A table of guides, one row per guide of `guides`.
-pub fn guide_table(
-    guides: impl Fn() -> Vec<GuideSummary> + Send + 'static,
-    caption: &'static str,
-) -> impl IntoView {
+/// A table of guides, one row per guide of `guides` (a signal, not a closure: one copy
+/// of the table's code for both callers).
+pub fn guide_table(guides: Signal<Vec<GuideSummary>>, caption: &'static str) -> impl IntoView {
     view! {
         <div class="table-wrap">
             <table class="table">
@@ -74,7 +72,7 @@ pub fn guide_table(
                     </tr>
                 </thead>
                 <tbody>
-                    <For each=guides key=|guide| guide.id.clone() children=guide_row />
+                    <For each=move || guides.get() key=|guide| guide.id.clone() children=guide_row />
                 </tbody>
             </table>
         </div>
@@ -127,27 +125,26 @@ fn GuideList() -> impl IntoView {
         (false, Some(_)) => ListState::Shown,
     };
     let body = move |state| match state {
-        ListState::Loading => {
-            EitherOf4::A(view! { <p class="muted" aria-live="polite">"Loading guides…"</p> })
-        }
-        ListState::Failed => EitherOf4::B(view! {
+        ListState::Loading => crate::components::loading::loading("Loading guides…"),
+        ListState::Failed => view! {
             <div class="banner" role="alert" data-testid="guides-error">
                 <span>{error.get_untracked()}</span>
                 <button type="button" class="button subtle" on:click=move |_| load(None)>
                     "Try again"
                 </button>
             </div>
-        }),
-        ListState::Empty => EitherOf4::C(view! {
+        }
+        .into_any(),
+        ListState::Empty => view! {
             <div class="empty" data-testid="guides-empty">
                 <p class="empty-title">"No marking guides yet"</p>
                 <p class="empty-detail">"Upload one above to get started."</p>
             </div>
-        }),
-        ListState::Shown => EitherOf4::D(guide_table(
-            move || pages.get(),
-            "Your marking guides, newest first",
-        )),
+        }
+        .into_any(),
+        ListState::Shown => {
+            guide_table(pages.into(), "Your marking guides, newest first").into_any()
+        }
     };
 
     view! {

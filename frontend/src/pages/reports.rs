@@ -1,11 +1,17 @@
 //! `/reports` and `/reports/:id`: the caller's reports, and one report shown inline in a
 //! sandboxed frame (no scripts, no same-origin access) with a download of its HTML.
 
-use leptos::{either::EitherOf3, prelude::*, task::spawn_local};
+use leptos::{prelude::*, task::spawn_local};
 
 use crate::api::testing::{self, ReportSummary};
 use crate::api::ApiError;
-use crate::components::{format, keyed::keyed, page_title::set_page_title};
+use crate::components::{
+    format,
+    keyed::keyed,
+    list::CollectAny,
+    loading::{load_failed, loading},
+    page_title::set_page_title,
+};
 use crate::pages::test_run::save_file;
 
 /// The list of reports.
@@ -15,11 +21,9 @@ pub fn ReportsPage() -> impl IntoView {
     let loaded = RwSignal::new(None::<Result<Vec<ReportSummary>, ApiError>>);
     spawn_local(async move { loaded.set(Some(testing::reports().await)) });
     let body = move |ready: bool| match loaded.get_untracked().filter(|_| ready) {
-        None => EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading…"</p> }),
-        Some(Err(error)) => EitherOf3::B(view! {
-            <p class="form-error" role="alert" data-testid="reports-error">{error.message}</p>
-        }),
-        Some(Ok(reports)) => EitherOf3::C(report_list(reports)),
+        None => loading("Loading…"),
+        Some(Err(error)) => load_failed("reports-error", error.message),
+        Some(Ok(reports)) => report_list(reports).into_any(),
     };
     view! {
         <main class="content" id="main" tabindex="-1" data-testid="reports-page">
@@ -45,11 +49,11 @@ pub fn report_list(reports: Vec<ReportSummary>) -> impl IntoView {
                 <li class="job-row" data-testid="report-row">
                     <div class="job-row-head">
                         <a href=format!("/reports/{}", r.id)>{r.title}</a>
-                        {r.pending.then(|| view! { <span class="badge badge-info">"Narrative pending"</span> })}
+                        {r.pending.then(|| view! { <span class="badge badge-info">"Narrative pending"</span> }.into_any())}
                     </div>
                     <p class="sub"><time datetime=r.created_at.clone()>{format::date_time(&r.created_at)}</time></p>
                 </li>
-            }).collect_view()}
+            }).collect_any()}
         </ul>
     }
 }
@@ -61,14 +65,12 @@ pub fn ReportPage(id: String) -> impl IntoView {
     let loaded = RwSignal::new(None::<Result<(ReportSummary, String), ApiError>>);
     spawn_local(async move { loaded.set(Some(testing::report(id).await)) });
     let body = move |ready: bool| match loaded.get_untracked().filter(|_| ready) {
-        None => EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading…"</p> }),
-        Some(Err(error)) => EitherOf3::B(view! {
-            <p class="form-error" role="alert" data-testid="report-missing">{error.message}</p>
-        }),
+        None => loading("Loading…"),
+        Some(Err(error)) => load_failed("report-missing", error.message),
         Some(Ok((report, html))) => {
             let file = format!("gradelab-report-{}.html", report.id);
             let content = StoredValue::new(html.clone());
-            EitherOf3::C(view! {
+            view! {
                 <header class="page-head">
                     <h1 data-testid="report-title">{report.title.clone()}</h1>
                     <p class="meta">
@@ -92,7 +94,8 @@ pub fn ReportPage(id: String) -> impl IntoView {
                     srcdoc=html
                     data-testid="report-frame"
                 ></iframe>
-            })
+            }
+            .into_any()
         }
     };
     view! {

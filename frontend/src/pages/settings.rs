@@ -1,13 +1,19 @@
 //! `/settings`: the language model the teacher's calls use — provider, endpoint, model,
 //! temperature — and an API key that can be entered or removed but is never shown again.
 
-use leptos::{either::EitherOf3, ev, prelude::*, task::spawn_local};
+use leptos::{ev, prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 use web_sys::{FormData, HtmlFormElement};
 
 use crate::api::settings::{self, Change, Preset, Settings, Status, PROVIDERS};
 use crate::api::ApiError;
-use crate::components::{form_error::FormError, format, keyed::keyed, page_title::set_page_title};
+use crate::components::{
+    form_error::FormError,
+    format,
+    keyed::keyed,
+    loading::{load_failed, loading},
+    page_title::set_page_title,
+};
 
 /// The settings page.
 #[component]
@@ -16,14 +22,13 @@ pub fn SettingsPage() -> impl IntoView {
     let loaded = RwSignal::new(None::<Result<(Settings, Vec<Preset>), ApiError>>);
     spawn_local(async move { loaded.set(Some(settings::load().await)) });
     let body = move |ready: bool| match loaded.get_untracked().filter(|_| ready) {
-        None => EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading…"</p> }),
-        Some(Err(error)) => EitherOf3::B(view! {
-            <p class="form-error" role="alert" data-testid="settings-error">{error.message}</p>
-        }),
-        Some(Ok((current, presets))) => EitherOf3::C(view! {
+        None => loading("Loading…"),
+        Some(Err(error)) => load_failed("settings-error", error.message),
+        Some(Ok((current, presets))) => view! {
             <ModelForm current=current presets=presets />
             <Connection />
-        }),
+        }
+        .into_any(),
     };
     view! {
         <main class="content" id="main" tabindex="-1" data-testid="settings-page">
@@ -255,7 +260,7 @@ fn Connection() -> impl IntoView {
                 Ok(status) => ("notice notice-warn", status.message),
                 Err(error) => ("notice notice-warn", error.message),
             };
-            view! { <p class=tone role="status" data-testid="llm-status">{text}</p> }
+            view! { <p class=tone role="status" data-testid="llm-status">{text}</p> }.into_any()
         })
     };
     view! {
@@ -267,7 +272,7 @@ fn Connection() -> impl IntoView {
                     {move || if busy.get() { "Checking…" } else { "Check the connection" }}
                 </button>
             </div>
-            {outcome}
+            {move || outcome()}
         </section>
     }
 }

@@ -2,13 +2,18 @@
 //! works, its progress is followed live; then the agreement metrics, the confusion
 //! heat-map, the predicted-against-teacher scatter, the review queue, exports and a report.
 
-use leptos::{either::EitherOf3, prelude::*, task::spawn_local};
+use leptos::{prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 
 use crate::api::testing::{self, Graded, Run};
 use crate::api::ApiError;
 use crate::components::{
-    form_error::FormError, format, job_monitor::JobMonitor, keyed::keyed,
+    form_error::FormError,
+    format,
+    job_monitor::JobMonitor,
+    keyed::keyed,
+    list::CollectAny,
+    loading::{load_failed, loading},
     page_title::set_page_title,
 };
 use crate::router;
@@ -49,11 +54,9 @@ pub fn TestRunPage(id: String) -> impl IntoView {
     };
     load();
     let body = move |_| match loaded.get_untracked().1 {
-        None => EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading…"</p> }),
-        Some(Err(error)) => EitherOf3::B(view! {
-            <p class="form-error" role="alert" data-testid="test-run-missing">{error.message}</p>
-        }),
-        Some(Ok(run)) => EitherOf3::C(results(run_id.get_value(), run, load)),
+        None => loading("Loading…"),
+        Some(Err(error)) => load_failed("test-run-missing", error.message),
+        Some(Ok(run)) => results(run_id.get_value(), run, load).into_any(),
     };
     view! {
         <main class="content" id="main" tabindex="-1" data-testid="test-run-page">
@@ -122,7 +125,7 @@ fn results(
             <dl class="stats">
                 {run.metrics.into_iter().map(|(label, value)| view! {
                     <div><dt>{label}</dt><dd data-testid="metric">{show(value)}</dd></div>
-                }).collect_view()}
+                }).collect_any()}
             </dl>
             <div class="actions">
                 <button type="button" class="button primary" data-testid="generate-report" disabled=busy on:click=make_report>
@@ -151,7 +154,7 @@ fn results(
             <h2 id="review-title">"To review"</h2>
             <p class="muted" hidden=!run.review.is_empty()>"Nothing needs a second look."</p>
             <ul class="job-list">
-                {run.review.into_iter().map(review_row).collect_view()}
+                {run.review.into_iter().map(review_row).collect_any()}
             </ul>
         </section>
     }
@@ -168,7 +171,7 @@ fn heat_map(labels: Vec<f64>, counts: Vec<Vec<i64>>) -> impl IntoView {
                 <thead>
                     <tr>
                         <td></td>
-                        {head.into_iter().map(|l| view! { <th scope="col" class="num">{format::decimal(l, 2)}</th> }).collect_view()}
+                        {head.into_iter().map(|l| view! { <th scope="col" class="num">{format::decimal(l, 2)}</th> }).collect_any()}
                     </tr>
                 </thead>
                 <tbody>
@@ -187,9 +190,9 @@ fn heat_map(labels: Vec<f64>, counts: Vec<Vec<i64>>) -> impl IntoView {
                                         {n}
                                     </td>
                                 }
-                            }).collect_view()}
+                            }).collect_any()}
                         </tr>
-                    }).collect_view()}
+                    }).collect_any()}
                 </tbody>
             </table>
         </div>
@@ -214,7 +217,7 @@ fn scatter(answers: &[Graded]) -> impl IntoView {
                 </circle>
             })
         })
-        .collect_view();
+        .collect_any();
     view! {
         <figure class="chart">
             <svg viewBox="0 0 240 240" role="img" aria-label="Grader's marks against the teacher's, as shares of full marks">

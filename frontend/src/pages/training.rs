@@ -1,14 +1,20 @@
 //! `/training`: start a training job (its cost estimate is shown first) and the list of
 //! training jobs.
 
-use leptos::{either::EitherOf3, ev, prelude::*, task::spawn_local};
+use leptos::{ev, prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 use web_sys::{FormData, HtmlFormElement};
 
 use crate::api::training::{self, Engine, Estimate, GuideChoice, Plan, TrainingJob};
 use crate::api::ApiError;
 use crate::components::{
-    badge::Badge, form_error::FormError, format, keyed::keyed, page_title::set_page_title,
+    badge::Badge,
+    form_error::FormError,
+    format,
+    keyed::keyed,
+    list::CollectAny,
+    loading::{load_failed, loading},
+    page_title::set_page_title,
     progress::ProgressBar,
 };
 use crate::router;
@@ -62,14 +68,13 @@ pub fn TrainingPage() -> impl IntoView {
         });
     });
     let body = move |_| match loaded.get_untracked().1 {
-        None => EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading…"</p> }),
-        Some(Err(error)) => EitherOf3::B(view! {
-            <p class="form-error" role="alert" data-testid="training-error">{error.message}</p>
-        }),
-        Some(Ok((jobs, guides))) => EitherOf3::C(view! {
+        None => loading("Loading…"),
+        Some(Err(error)) => load_failed("training-error", error.message),
+        Some(Ok((jobs, guides))) => view! {
             <NewTraining guides=guides />
             {job_list(jobs)}
-        }),
+        }
+        .into_any(),
     };
     view! {
         <main class="content" id="main" tabindex="-1" data-testid="training-page">
@@ -157,7 +162,7 @@ fn NewTraining(guides: Vec<GuideChoice>) -> impl IntoView {
                         "Start training"
                     </button>
                 </div>
-            }
+            }.into_any()
         })
     };
 
@@ -173,13 +178,13 @@ fn NewTraining(guides: Vec<GuideChoice>) -> impl IntoView {
                     <div class="field">
                         <label for="train-guide">"Guide"</label>
                         <select id="train-guide" name="guide" data-testid="train-guide" required=true>
-                            {guides.into_iter().map(|g| view! { <option value=g.id>{g.title}</option> }).collect_view()}
+                            {guides.into_iter().map(|g| view! { <option value=g.id>{g.title}</option> }).collect_any()}
                         </select>
                     </div>
                     <div class="field">
                         <label for="train-engine">"Engine"</label>
                         <select id="train-engine" name="engine" data-testid="train-engine">
-                            {Engine::ALL.map(|e| view! { <option value=e.key()>{e.label()}</option> })}
+                            {Engine::ALL.into_iter().map(|e| view! { <option value=e.key()>{e.label()}</option> }).collect_any()}
                         </select>
                     </div>
                 </div>
@@ -208,7 +213,7 @@ fn NewTraining(guides: Vec<GuideChoice>) -> impl IntoView {
                     </button>
                 </div>
             </form>
-            {estimate_view}
+            {move || estimate_view()}
         </section>
     }
 }
@@ -235,7 +240,7 @@ fn job_list(jobs: Vec<TrainingJob>) -> impl IntoView {
                             {(job.cost_usd > 0.0).then(|| format!(" · {}", format::usd(job.cost_usd)))}
                         </p>
                     </li>
-                }).collect_view()}
+                }).collect_any()}
             </ul>
         </section>
     }

@@ -1,13 +1,19 @@
 //! `/training/:id`: one training job, live: progress, the learning curve redrawn as each
 //! `epoch` event arrives, the epochs table, the event log and cancel.
 
-use leptos::{either::EitherOf3, prelude::*, task::spawn_local};
+use leptos::{prelude::*, task::spawn_local};
 
 use crate::api::jobs::JobEvent;
 use crate::api::training::{self, EpochPoint, JobInfo};
 use crate::api::{testing, ApiError};
 use crate::components::{
-    chart::learning_curve, form_error::FormError, format, job_monitor::JobMonitor, keyed::keyed,
+    chart::learning_curve,
+    form_error::FormError,
+    format,
+    job_monitor::JobMonitor,
+    keyed::keyed,
+    list::CollectAny,
+    loading::{load_failed, loading},
     page_title::set_page_title,
 };
 use crate::router;
@@ -20,14 +26,11 @@ pub fn TrainingJobPage(id: String) -> impl IntoView {
     let job_id = id.clone();
     spawn_local(async move { loaded.set(Some(training::job(job_id).await)) });
 
-    let body = move |ready: bool| {
-        let problem = |text: String| view! { <p class="form-error" role="alert" data-testid="job-missing">{text}</p> };
-        match loaded.get_untracked().filter(|_| ready) {
-            None => EitherOf3::A(view! { <p class="muted" aria-live="polite">"Loading…"</p> }),
-            Some(Ok(job)) if job.training => EitherOf3::C(view! { <Live id=id.clone() job=job /> }),
-            Some(Ok(_)) => EitherOf3::B(problem("That job is not a training job.".to_owned())),
-            Some(Err(error)) => EitherOf3::B(problem(error.message)),
-        }
+    let body = move |ready: bool| match loaded.get_untracked().filter(|_| ready) {
+        None => loading("Loading…"),
+        Some(Ok(job)) if job.training => view! { <Live id=id.clone() job=job /> }.into_any(),
+        Some(Ok(_)) => load_failed("job-missing", "That job is not a training job.".to_owned()),
+        Some(Err(error)) => load_failed("job-missing", error.message),
     };
 
     view! {
@@ -78,7 +81,7 @@ fn Live(id: String, job: JobInfo) -> impl IntoView {
                         "Test this grader on the test answers"
                     </button>
                 </div>
-            }
+            }.into_any()
         })
     };
     let guide_link = job.guide_id.map(|guide| {
@@ -104,7 +107,7 @@ fn Live(id: String, job: JobInfo) -> impl IntoView {
                     </tr>
                 }
             })
-            .collect_view()
+            .collect_any()
     };
 
     view! {
@@ -115,7 +118,7 @@ fn Live(id: String, job: JobInfo) -> impl IntoView {
                 {guide_link}
             </p>
         </header>
-        {job.error.map(|text| view! { <p class="form-error" role="alert">{text}</p> })}
+        {job.error.map(|text| view! { <p class="form-error" role="alert">{text}</p> }.into_any())}
         <section class="card" aria-label="Progress">
             <JobMonitor
                 job_id=id
@@ -125,7 +128,7 @@ fn Live(id: String, job: JobInfo) -> impl IntoView {
                 on_event=on_event
                 on_finish=on_finish
             />
-            {test_button}
+            {move || test_button()}
             <FormError message=test_error testid="start-test-error" />
         </section>
         <section class="card" data-testid="learning-curve" aria-labelledby="curve-title">
