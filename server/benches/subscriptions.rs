@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context as _};
 use cluster::{CannedLlm, ClusterConfig, Replica};
 use futures::{StreamExt as _, TryStreamExt as _};
-use process::{env_or, status_kib};
+use process::{env_or, settled_rss_kib, status_kib};
 use serde_json::json;
 
 /// The soft limit on open files of this process (inherited by the server it starts).
@@ -94,8 +94,7 @@ async fn run(subscribers: usize, epochs: u32, llm_ms: u64) -> anyhow::Result<()>
     let blocker = server.start_training(&token, &guide, 50).await?;
     let job = server.start_training(&token, &guide, epochs).await?;
     // Let the server settle (the blocker is running), then take the baseline.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = status_kib(server.pid, "VmRSS:");
+    let rss_before = settled_rss_kib(server.pid, Duration::from_secs(20)).await;
 
     let opening = Instant::now();
     let streams: Vec<_> = futures::stream::iter(0..subscribers)
@@ -105,8 +104,7 @@ async fn run(subscribers: usize, epochs: u32, llm_ms: u64) -> anyhow::Result<()>
         .await?;
     let open_secs = opening.elapsed().as_secs_f64();
     // Each subscription reads the (empty) log once after `subscribe`; let that finish.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_open = status_kib(server.pid, "VmRSS:");
+    let rss_open = settled_rss_kib(server.pid, Duration::from_secs(20)).await;
     let all_open = SystemTime::now();
     let watchers: Vec<_> = streams
         .into_iter()

@@ -1,9 +1,11 @@
 //! Test runs: a similarity grader tested on held-out SAF answers with its events streamed over
 //! a WebSocket, metrics that match a recomputation from the per-answer rows, the review
-//! queue, scoping, and a small run with an LLM grader on the real local model.
+//! queue, scoping, a small run with an LLM grader on the real local model, and how many
+//! gradings an LLM run keeps in flight at a canned endpoint.
 
 use std::time::Duration;
 
+use gradelab_tests::fault_proxy::FaultServer;
 use gradelab_tests::{spawn_app, spawn_app_with, Subscription, TestApp};
 use serde_json::{json, Value};
 
@@ -506,4 +508,88 @@ async fn an_llm_test_run_grades_with_the_real_local_model_and_measures_its_varia
         m["variance"]["flipRate"],
         finished["promptTokens"]
     );
+}
+
+/// A verdict in the shape of the grading prompt's schema (no criterion met, one mark claimed).
+const CANNED_VERDICT: &str =
+    r#"{"criteria":[],"score":1,"feedback":"Canned feedback.","rationale":"Canned rationale."}"#;
+
+/// An LLM test run of 8 answers against a canned endpoint of `provider` answering after
+/// 300 ms, with `llm.concurrency` = 3: the most calls the endpoint ever had at once, and
+/// the finished run.
+async fn canned_llm_run(provider: &str) -> (usize, Value) {
+    let endpoint = FaultServer::canned(CANNED_VERDICT).await;
+    endpoint.set_latency(Duration::from_millis(300));
+    let base_url = endpoint.base_url.clone();
+    let app = spawn_app_with(|settings| {
+        settings.llm.provider = provider.to_owned();
+        settings.llm.base_url = base_url;
+        settings.llm.model = "canned".into();
+        settings.llm.concurrency = 3;
+        settings.llm.cache = false;
+    })
+    .await;
+    let teacher = app.sign_up("Ines").await;
+    let (items, answers) = saf_subset(&["4.13", "6.2_IPP"], 6);
+    let guide = guide_from_items(&app, &teacher.token, "SAF, two items", &items).await;
+    import_text(
+        &app,
+        &teacher.token,
+        &guide,
+        &answers,
+        json!({ "validationFromTrain": 0.2, "seed": 2 }),
+    )
+    .await
+    .ok();
+    let input = json!({ "guideId": guide, "engine": "LLM", "epochs": 0, "patience": 1,
+        "exemplars": 0, "validationLimit": 1, "seed": 7 });
+    let job = app
+        .graphql(
+            Some(&teacher.token),
+            START_TRAINING,
+            json!({ "input": input }),
+        )
+        .await
+        .ok()["startTraining"]["id"]
+        .clone();
+    let job = wait_for_job(&app, &teacher.token, &job, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    let run = start_run(
+        &app,
+        &teacher.token,
+        json!({ "graderVersionId": job["result"]["grader_version_id"], "limit": 8 }),
+    )
+    .await;
+    let finished = wait_for_job(
+        &app,
+        &teacher.token,
+        &run["jobId"],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(finished["status"], "SUCCEEDED", "{finished}");
+    let data = app
+        .graphql(Some(&teacher.token), RUN, json!({ "id": run["id"] }))
+        .await
+        .ok();
+    (endpoint.max_in_flight(), data["testRun"].clone())
+}
+
+#[tokio::test]
+async fn an_llm_test_run_keeps_a_hosted_endpoint_busy_and_sends_llamacpp_one_call_at_a_time() {
+    // A hosted or vLLM endpoint: up to `llm.concurrency` gradings at once.
+    let (in_flight, run) = canned_llm_run("vllm").await;
+    assert_eq!(in_flight, 3, "three calls in flight at once");
+    let rows = run["answers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 8, "{run}");
+    for row in &rows {
+        assert!(row["score"].is_number(), "every answer graded: {row}");
+        assert_eq!(row["rationale"], "Canned rationale.", "{row}");
+    }
+    check_metrics_match_rows(&run);
+
+    // The local llama.cpp server decodes one request at a time: one call after another.
+    let (in_flight, run) = canned_llm_run("llamacpp").await;
+    assert_eq!(in_flight, 1, "one call at a time");
+    assert_eq!(run["answers"].as_array().map(Vec::len), Some(8), "{run}");
 }

@@ -21,3 +21,20 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The resident memory of `pid` in KiB once it has settled: sampled every half second until
+/// two samples in a row are within 1 MiB (the allocator returns freed pages with a delay),
+/// at most `max_wait`.
+#[allow(dead_code)] // Not every bench that includes this module measures memory.
+pub async fn settled_rss_kib(pid: u32, max_wait: std::time::Duration) -> u64 {
+    let deadline = std::time::Instant::now() + max_wait;
+    let mut last = status_kib(pid, "VmRSS:");
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = status_kib(pid, "VmRSS:");
+        if now.abs_diff(last) < 1024 || std::time::Instant::now() >= deadline {
+            return now;
+        }
+        last = now;
+    }
+}
