@@ -6,7 +6,7 @@ use std::time::Duration;
 use gradelab_tests::spawn_app;
 use serde_json::{json, Value};
 
-use crate::test_runs::{similarity_grader, start_run, wait_for_job};
+use crate::test_runs::{finished_run, similarity_grader};
 
 const EXPORT: &str = "query($id: ID!, $format: ExportFormat!) { testRun(id: $id) {
     answers(first: 1000) { answerId score teacherScore }
@@ -51,15 +51,13 @@ async fn gradings_export_as_csv_and_json_and_the_training_split_as_fine_tuning_j
     let app = spawn_app().await;
     let teacher = app.sign_up("Edda").await;
     let (guide, version) = similarity_grader(&app, &teacher.token).await;
-    let run = start_run(&app, &teacher.token, json!({ "graderVersionId": version })).await;
-    let job = wait_for_job(
+    let run = finished_run(
         &app,
         &teacher.token,
-        &run["jobId"],
+        json!({ "graderVersionId": version }),
         Duration::from_secs(300),
     )
     .await;
-    assert_eq!(job["status"], "SUCCEEDED", "{job}");
 
     // CSV: a header and one row per graded answer, with the same scores as the API.
     let csv = app

@@ -111,6 +111,18 @@ pub async fn start_run(app: &TestApp, token: &str, input: Value) -> Value {
         .clone()
 }
 
+/// Starts a test run, waits until its job succeeded and returns everything the run reports
+/// ([`RUN`]).
+pub async fn finished_run(app: &TestApp, token: &str, input: Value, timeout: Duration) -> Value {
+    let run = start_run(app, token, input).await;
+    let job = wait_for_job(app, token, &run["jobId"], timeout).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    app.graphql(Some(token), RUN, json!({ "id": run["id"] }))
+        .await
+        .ok()["testRun"]
+        .clone()
+}
+
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
@@ -337,34 +349,23 @@ async fn a_similarity_test_run_streams_events_and_its_metrics_match_its_rows() {
         .await
         .ok()["importAnswersText"]["uploadId"]
         .clone();
-    let fresh_run = start_run(
+    let fresh_run = finished_run(
         &app,
         &teacher.token,
         json!({ "graderVersionId": version, "uploadId": upload }),
-    )
-    .await;
-    let job = wait_for_job(
-        &app,
-        &teacher.token,
-        &fresh_run["jobId"],
         Duration::from_secs(300),
     )
     .await;
-    assert_eq!(job["status"], "SUCCEEDED", "{job}");
-    let fresh_data = app
-        .graphql(Some(&teacher.token), RUN, json!({ "id": fresh_run["id"] }))
-        .await
-        .ok();
     assert_eq!(
-        fresh_data["testRun"]["metrics"]["answers"], 3,
+        fresh_run["metrics"]["answers"], 3,
         "only the upload's answers"
     );
-    let texts: Vec<&str> = fresh_data["testRun"]["answers"]
+    let texts: Vec<&str> = fresh_run["answers"]
         .as_array()
         .map(|a| a.iter().filter_map(|r| r["text"].as_str()).collect())
         .unwrap_or_default();
     assert!(texts.contains(&"Third fresh answer."), "{texts:?}");
-    check_metrics_match_rows(&fresh_data["testRun"]);
+    check_metrics_match_rows(&fresh_run);
 
     // Another user sees none of it.
     let other = app.sign_up("Otto").await;
@@ -554,25 +555,14 @@ async fn canned_llm_run(provider: &str) -> (usize, Value) {
         .clone();
     let job = wait_for_job(&app, &teacher.token, &job, Duration::from_secs(120)).await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
-    let run = start_run(
+    let run = finished_run(
         &app,
         &teacher.token,
         json!({ "graderVersionId": job["result"]["grader_version_id"], "limit": 8 }),
-    )
-    .await;
-    let finished = wait_for_job(
-        &app,
-        &teacher.token,
-        &run["jobId"],
         Duration::from_secs(120),
     )
     .await;
-    assert_eq!(finished["status"], "SUCCEEDED", "{finished}");
-    let data = app
-        .graphql(Some(&teacher.token), RUN, json!({ "id": run["id"] }))
-        .await
-        .ok();
-    (endpoint.max_in_flight(), data["testRun"].clone())
+    (endpoint.max_in_flight(), run)
 }
 
 #[tokio::test]
