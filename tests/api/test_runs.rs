@@ -420,6 +420,38 @@ async fn a_test_run_refuses_bad_input_with_clear_errors() {
     assert_eq!(anonymous.error_code(), Some("UNAUTHENTICATED"));
 }
 
+/// A guide of the SAF `items` (6 answers each, a fifth of train moved to validation) and
+/// the id of an LLM grader version trained for epoch 0 only, on one validation answer: the
+/// zero-shot grader.
+async fn zero_shot_llm_version(
+    app: &TestApp,
+    token: &str,
+    items: &[&str],
+    timeout: Duration,
+) -> Value {
+    let (items, answers) = saf_subset(items, 6);
+    let guide = guide_from_items(app, token, "SAF items", &items).await;
+    import_text(
+        app,
+        token,
+        &guide,
+        &answers,
+        json!({ "validationFromTrain": 0.2, "seed": 2 }),
+    )
+    .await
+    .ok();
+    let input = json!({ "guideId": guide, "engine": "LLM", "epochs": 0, "patience": 1, "maxTokens": 96,
+        "exemplars": 0, "validationLimit": 1, "seed": 7 });
+    let job = app
+        .graphql(Some(token), START_TRAINING, json!({ "input": input }))
+        .await
+        .ok()["startTraining"]["id"]
+        .clone();
+    let job = wait_for_job(app, token, &job, timeout).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    job["result"]["grader_version_id"].clone()
+}
+
 #[tokio::test]
 async fn an_llm_test_run_grades_with_the_real_local_model_and_measures_its_variance() {
     let Some(url) = real_model_url() else { return };
@@ -433,32 +465,8 @@ async fn an_llm_test_run_grades_with_the_real_local_model_and_measures_its_varia
     })
     .await;
     let teacher = app.sign_up("Lena").await;
-    let (items, answers) = saf_subset(&["4.13"], 6);
-    let guide = guide_from_items(&app, &teacher.token, "SAF, one item", &items).await;
-    import_text(
-        &app,
-        &teacher.token,
-        &guide,
-        &answers,
-        json!({ "validationFromTrain": 0.2, "seed": 2 }),
-    )
-    .await
-    .ok();
-    // Epoch 0 only, on one validation answer: the zero-shot grader as a version.
-    let input = json!({ "guideId": guide, "engine": "LLM", "epochs": 0, "patience": 1, "maxTokens": 96,
-        "exemplars": 0, "validationLimit": 1, "seed": 7 });
-    let job = app
-        .graphql(
-            Some(&teacher.token),
-            START_TRAINING,
-            json!({ "input": input }),
-        )
-        .await
-        .ok()["startTraining"]["id"]
-        .clone();
-    let job = wait_for_job(&app, &teacher.token, &job, Duration::from_secs(1800)).await;
-    assert_eq!(job["status"], "SUCCEEDED", "{job}");
-    let version = job["result"]["grader_version_id"].clone();
+    let version =
+        zero_shot_llm_version(&app, &teacher.token, &["4.13"], Duration::from_secs(1800)).await;
 
     let began = std::time::Instant::now();
     let run = start_run(
@@ -531,34 +539,17 @@ async fn canned_llm_run(provider: &str) -> (usize, Value) {
     })
     .await;
     let teacher = app.sign_up("Ines").await;
-    let (items, answers) = saf_subset(&["4.13", "6.2_IPP"], 6);
-    let guide = guide_from_items(&app, &teacher.token, "SAF, two items", &items).await;
-    import_text(
+    let version = zero_shot_llm_version(
         &app,
         &teacher.token,
-        &guide,
-        &answers,
-        json!({ "validationFromTrain": 0.2, "seed": 2 }),
+        &["4.13", "6.2_IPP"],
+        Duration::from_secs(120),
     )
-    .await
-    .ok();
-    let input = json!({ "guideId": guide, "engine": "LLM", "epochs": 0, "patience": 1,
-        "exemplars": 0, "validationLimit": 1, "seed": 7 });
-    let job = app
-        .graphql(
-            Some(&teacher.token),
-            START_TRAINING,
-            json!({ "input": input }),
-        )
-        .await
-        .ok()["startTraining"]["id"]
-        .clone();
-    let job = wait_for_job(&app, &teacher.token, &job, Duration::from_secs(120)).await;
-    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    .await;
     let run = finished_run(
         &app,
         &teacher.token,
-        json!({ "graderVersionId": job["result"]["grader_version_id"], "limit": 8 }),
+        json!({ "graderVersionId": version, "limit": 8 }),
         Duration::from_secs(120),
     )
     .await;
