@@ -185,6 +185,24 @@ pub(crate) fn real_model_url() -> Option<String> {
     }
 }
 
+/// A server on the real local model (`GRADELAB_TEST_LLM_MODEL`, default `local`) with
+/// generous timeouts and one retry, or `None` when no model is configured (see
+/// [`real_model_url`]).
+pub(crate) async fn real_model_app() -> Option<TestApp> {
+    let url = real_model_url()?;
+    let model = std::env::var("GRADELAB_TEST_LLM_MODEL").unwrap_or_else(|_| "local".into());
+    Some(
+        spawn_app_with(|settings| {
+            settings.llm.provider = "llamacpp".into();
+            settings.llm.base_url = url;
+            settings.llm.model = model;
+            settings.llm.timeout_secs = 900;
+            settings.llm.max_retries = 1;
+        })
+        .await,
+    )
+}
+
 #[tokio::test]
 async fn the_real_local_model_grades_with_valid_structured_output() {
     let Some(url) = real_model_url() else { return };

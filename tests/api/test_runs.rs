@@ -10,7 +10,7 @@ use gradelab_tests::{spawn_app, spawn_app_with, Subscription, TestApp};
 use serde_json::{json, Value};
 
 use crate::answers::{guide_from_items, import_text, saf_subset, split_count};
-use crate::llm::real_model_url;
+use crate::llm::real_model_app;
 
 const START_TRAINING: &str =
     "mutation($input: TrainingInput!) { startTraining(input: $input) { id } }";
@@ -454,16 +454,9 @@ async fn zero_shot_llm_version(
 
 #[tokio::test]
 async fn an_llm_test_run_grades_with_the_real_local_model_and_measures_its_variance() {
-    let Some(url) = real_model_url() else { return };
-    let model = std::env::var("GRADELAB_TEST_LLM_MODEL").unwrap_or_else(|_| "local".into());
-    let app = spawn_app_with(|settings| {
-        settings.llm.provider = "llamacpp".into();
-        settings.llm.base_url = url;
-        settings.llm.model = model;
-        settings.llm.timeout_secs = 900;
-        settings.llm.max_retries = 1;
-    })
-    .await;
+    let Some(app) = real_model_app().await else {
+        return;
+    };
     let teacher = app.sign_up("Lena").await;
     let version =
         zero_shot_llm_version(&app, &teacher.token, &["4.13"], Duration::from_secs(1800)).await;

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use gradelab_tests::restart::KillableServer;
-use gradelab_tests::{spawn_app, spawn_app_with, Subscription, TestApp};
+use gradelab_tests::{spawn_app, Subscription, TestApp};
 use serde_json::{json, Value};
 
 use crate::answers::{guide_from_items, import_text, saf_subset, split_count};
-use crate::llm::real_model_url;
+use crate::llm::real_model_app;
 
 const START: &str =
     "mutation($input: TrainingInput!) { startTraining(input: $input) { id status kind guideId } }";
@@ -627,16 +627,9 @@ fn tiny_llm_subset() -> (String, String) {
 
 #[tokio::test]
 async fn an_llm_training_job_calibrates_with_the_real_local_model_and_respects_its_budget() {
-    let Some(url) = real_model_url() else { return };
-    let model = std::env::var("GRADELAB_TEST_LLM_MODEL").unwrap_or_else(|_| "local".into());
-    let app = spawn_app_with(|settings| {
-        settings.llm.provider = "llamacpp".into();
-        settings.llm.base_url = url;
-        settings.llm.model = model;
-        settings.llm.timeout_secs = 900;
-        settings.llm.max_retries = 1;
-    })
-    .await;
+    let Some(app) = real_model_app().await else {
+        return;
+    };
     let teacher = app.sign_up("Lou").await;
     let (items, answers) = tiny_llm_subset();
     let guide = guide_from_items(&app, &teacher.token, "SAF, two items", &items).await;
