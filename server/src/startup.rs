@@ -19,7 +19,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
-use crate::graphql::{self, AppSchema};
+use crate::graphql::{self, CodedSchema};
 use crate::state::AppState;
 
 /// State the HTTP handlers extract from.
@@ -28,7 +28,7 @@ pub struct HttpState {
     /// Shared application state.
     pub app: AppState,
     /// The GraphQL schema.
-    pub schema: AppSchema,
+    pub schema: CodedSchema,
 }
 
 /// A bound, ready-to-serve server.

@@ -6,6 +6,8 @@
 pub mod account;
 pub mod answers;
 mod error_codes;
+
+pub use error_codes::CodedSchema;
 pub mod guides;
 pub mod jobs;
 pub mod llm;
@@ -19,7 +21,8 @@ pub mod training;
 
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::{
-    Context, Data, ErrorExtensions, MergedObject, MergedSubscription, Schema, SchemaBuilder, ID,
+    Context, Data, ErrorExtensions, Executor, MergedObject, MergedSubscription, Schema,
+    SchemaBuilder, ID,
 };
 use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
@@ -84,17 +87,18 @@ pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     )
 }
 
-/// The schema as served, with limits from the settings.
-pub fn build_schema(state: AppState) -> AppSchema {
+/// The schema as served, with limits from the settings and a code on every error.
+pub fn build_schema(state: AppState) -> CodedSchema {
     let limits = state.settings.graphql.clone();
-    schema_builder()
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .extension(error_codes::ErrorCodesExtension)
-        .data(loaders::items_loader(&state.db))
-        .data(loaders::latest_job_loader(&state.db))
-        .data(state)
-        .finish()
+    CodedSchema(
+        schema_builder()
+            .limit_depth(limits.max_depth)
+            .limit_complexity(limits.max_complexity)
+            .data(loaders::items_loader(&state.db))
+            .data(loaders::latest_job_loader(&state.db))
+            .data(state)
+            .finish(),
+    )
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.
@@ -125,7 +129,7 @@ pub(crate) fn parse_id(id: &ID, what: &str) -> async_graphql::Result<i32> {
 /// `POST /graphql`: queries and mutations.
 pub async fn graphql_post(
     State(app): State<AppState>,
-    State(schema): State<AppSchema>,
+    State(schema): State<CodedSchema>,
     headers: HeaderMap,
     multipart::GraphqlBody(request): multipart::GraphqlBody,
 ) -> Response {
@@ -153,7 +157,7 @@ const WS_BUFFER_BYTES: usize = 8 * 1024;
 /// the GraphiQL explorer.
 pub async fn graphql_get(
     State(app): State<AppState>,
-    State(schema): State<AppSchema>,
+    State(schema): State<CodedSchema>,
     headers: HeaderMap,
     protocol: Result<GraphQLProtocol, StatusCode>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
