@@ -3,10 +3,13 @@
 //! A small language model tends to collapse onto a few values (all half marks, or all full
 //! marks: `../shared/notes/FIDELITY.md`); a calibration map fitted on (raw prediction, teacher
 //! score) pairs from the train split moves those values to where the teacher's marks are.
-//! Two fits are offered: least-squares *linear* (two parameters, safe on few points) and
-//! *isotonic* (pool-adjacent-violators: monotone, piecewise linear between knots). Both work
-//! on normalised scores (`marks / max_marks`) so items with different maxima share one map,
-//! and both are plain serde data stored in a grader version's config.
+//! Three fits are offered: a *shift* (one parameter, the mean gap between the teacher's
+//! marks and the grader's: it corrects a grader that is systematically harsh or lenient and
+//! keeps its ranking, so it is safe on a dozen answers), least-squares *linear* (two
+//! parameters) and *isotonic* (pool-adjacent-violators: monotone, piecewise linear between
+//! knots, which needs more points than a dozen not to chase noise). All work on normalised
+//! scores (`marks / max_marks`) so items with different maxima share one map, and all are
+//! plain serde data stored in a grader version's config.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,10 +19,12 @@ use serde::{Deserialize, Serialize};
 pub enum CalibrationMethod {
     /// No calibration: the raw score is the score.
     None,
+    /// The raw score plus the mean gap to the teacher's, clipped to 0..1.
+    #[default]
+    Shift,
     /// Least-squares line, clipped to 0..1.
     Linear,
     /// Monotone step-and-slope map (pool-adjacent-violators).
-    #[default]
     Isotonic,
 }
 
@@ -28,6 +33,7 @@ impl CalibrationMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
+            Self::Shift => "shift",
             Self::Linear => "linear",
             Self::Isotonic => "isotonic",
         }
@@ -41,6 +47,13 @@ pub enum Calibration {
     /// The raw score unchanged.
     #[default]
     Identity,
+    /// `raw + offset`, clipped to 0..1.
+    Shift {
+        /// Mean of `teacher − raw` over the pairs.
+        offset: f64,
+        /// Pairs it was fitted on.
+        n: usize,
+    },
     /// `intercept + slope × raw`, clipped to 0..1.
     Linear {
         /// Slope.
@@ -74,6 +87,7 @@ impl Calibration {
             .collect();
         match method {
             CalibrationMethod::None => Self::Identity,
+            CalibrationMethod::Shift => fit_shift(&pairs).unwrap_or_default(),
             CalibrationMethod::Linear => fit_linear(&pairs).unwrap_or_default(),
             CalibrationMethod::Isotonic => fit_isotonic(&pairs).unwrap_or_default(),
         }
@@ -84,6 +98,7 @@ impl Calibration {
         let raw = if raw.is_finite() { raw } else { 0.0 };
         let out = match self {
             Self::Identity => raw,
+            Self::Shift { offset, .. } => raw + offset,
             Self::Linear {
                 slope, intercept, ..
             } => intercept + slope * raw,
@@ -96,6 +111,7 @@ impl Calibration {
     pub fn method(&self) -> CalibrationMethod {
         match self {
             Self::Identity => CalibrationMethod::None,
+            Self::Shift { .. } => CalibrationMethod::Shift,
             Self::Linear { .. } => CalibrationMethod::Linear,
             Self::Isotonic { .. } => CalibrationMethod::Isotonic,
         }
@@ -105,6 +121,7 @@ impl Calibration {
     pub fn describe(&self) -> String {
         match self {
             Self::Identity => "no calibration".to_owned(),
+            Self::Shift { offset, n } => format!("shift {offset:+.3} (fitted on {n})"),
             Self::Linear {
                 slope,
                 intercept,
@@ -115,6 +132,15 @@ impl Calibration {
             }
         }
     }
+}
+
+fn fit_shift(pairs: &[(f64, f64)]) -> Option<Calibration> {
+    let n = pairs.len();
+    if n < 2 {
+        return None;
+    }
+    let offset = pairs.iter().map(|(x, y)| y - x).sum::<f64>() / n as f64;
+    Some(Calibration::Shift { offset, n })
 }
 
 fn fit_linear(pairs: &[(f64, f64)]) -> Option<Calibration> {
@@ -234,6 +260,20 @@ mod tests {
             (cal.apply(0.0) - 0.4).abs() < 1e-9,
             "first three pooled: {cal:?}"
         );
+    }
+
+    #[test]
+    fn shift_moves_a_harsh_grader_up_and_keeps_its_order() {
+        // Full answers marked ¾ and ½, a wrong one marked 0: the teacher is 0.25 more
+        // generous on average.
+        let pairs = [(0.75, 1.0), (0.5, 1.0), (0.75, 1.0), (0.0, 0.0)];
+        let cal = Calibration::fit(CalibrationMethod::Shift, &pairs);
+        assert_eq!(cal.method(), CalibrationMethod::Shift);
+        assert!((cal.apply(0.75) - 1.0).abs() < 1e-9, "{cal:?}");
+        assert!((cal.apply(0.5) - 0.75).abs() < 1e-9);
+        assert_eq!(cal.apply(1.0), 1.0, "clipped at full marks");
+        assert!(cal.apply(0.2) < cal.apply(0.3), "order kept");
+        assert_eq!(cal.describe(), "shift +0.250 (fitted on 4)");
     }
 
     #[test]

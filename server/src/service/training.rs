@@ -169,7 +169,7 @@ impl Default for TrainingParams {
             max_tokens: 160,
             exemplars: 0,
             max_exemplars: 4,
-            calibration: CalibrationMethod::Isotonic,
+            calibration: CalibrationMethod::Shift,
             calibration_sample: 12,
             validation_limit: None,
             gradient_epochs: 5,
@@ -705,12 +705,12 @@ impl LlmTrainer {
         let default_count = self.params.exemplars.clamp(1, max).max(3.min(max));
         let seed = self.params.seed.wrapping_add(u64::from(epoch));
         let first = match self.params.calibration {
-            CalibrationMethod::None => CalibrationMethod::Isotonic,
+            CalibrationMethod::None => CalibrationMethod::Shift,
             method => method,
         };
         let other = match first {
-            CalibrationMethod::Linear => CalibrationMethod::Isotonic,
-            _ => CalibrationMethod::Linear,
+            CalibrationMethod::Shift => CalibrationMethod::Isotonic,
+            _ => CalibrationMethod::Shift,
         };
         let zero_shot = best.exemplars.strategy == ExemplarStrategy::None;
         let with = |strategy: ExemplarStrategy, count: usize| {
@@ -2307,21 +2307,21 @@ mod tests {
             kinds,
             vec![
                 "exemplars:nearest:3",
-                "calibration:isotonic",
+                "calibration:shift",
                 "exemplar_set:fixed:3",
-                "calibration:linear",
+                "calibration:isotonic",
                 "exemplar_set:fixed:3",
             ]
         );
-        // With exemplars and an isotonic calibration kept, the next changes build on them.
+        // With exemplars and a shift kept, the next changes build on them.
         let mut best = zero_shot;
         best.exemplars.strategy = ExemplarStrategy::Nearest;
         best.exemplars.count = 3;
-        best.calibration = Calibration::fit(CalibrationMethod::Isotonic, &[(0.0, 0.1), (1.0, 0.9)]);
+        best.calibration = Calibration::fit(CalibrationMethod::Shift, &[(0.0, 0.1), (1.0, 0.9)]);
         assert_eq!(kind(&t.propose(6, &best)), "exemplar_count:nearest:4");
         assert_eq!(
             kind(&t.propose(7, &best)),
-            "calibration:linear",
+            "calibration:isotonic",
             "not the method it has"
         );
         assert_eq!(kind(&t.propose(8, &best)), "exemplar_set:fixed:3");
