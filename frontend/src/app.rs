@@ -91,7 +91,7 @@ fn page(route: Route) -> AnyView {
 #[component]
 pub fn App() -> impl IntoView {
     view! {
-        {keyed(session::signed_in, |member| member.then(|| view! { <TopBar /> }))}
+        {keyed(move || u32::from(session::signed_in()), |member| (member == 1).then(|| view! { <TopBar /> }))}
         {keyed(move || route(&router::path(), session::signed_in()), page)}
     }
 }

@@ -110,7 +110,7 @@ macro_rules! training_input {
             max_tokens: 160,
             exemplars: 0,
             max_exemplars: 4,
-            calibration: $module::CalibrationMethod::ISOTONIC,
+            calibration: $module::CalibrationMethod::SHIFT,
             calibration_sample: 12,
             validation_limit: None,
             gradient_epochs: 5,
@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(input["engine"], "SIMILARITY");
         assert_eq!(input["epochs"], 4);
         assert_eq!(input["budgetUsd"], 0.5);
-        assert_eq!(input["calibration"], "ISOTONIC");
+        assert_eq!(input["calibration"], "SHIFT");
         assert_eq!(input["maxTokens"], 160);
     }
 

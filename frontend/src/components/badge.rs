@@ -1,5 +1,7 @@
 //! Small status labels.
 
+use std::sync::Arc;
+
 use leptos::prelude::*;
 
 /// A coloured badge; `tone` is one of `neutral`, `info`, `ok`, `warn`, `bad`.
@@ -20,16 +22,19 @@ pub fn Badge(
     }
 }
 
-/// A badge whose label and tone change: `status` gives `(label, tone)`.
+/// A badge whose label and tone change: `status` gives `(label, tone)` (reactively).
+///
+/// A plain shared closure rather than a `Signal`: no signal code compiled for the pair.
 #[component]
 pub fn LiveBadge(
-    #[prop(into)] status: Signal<(&'static str, &'static str)>,
+    status: Arc<dyn Fn() -> (&'static str, &'static str) + Send + Sync>,
     /// `data-testid`.
     testid: &'static str,
 ) -> impl IntoView {
+    let label = status.clone();
     view! {
-        <span class=move || format!("badge badge-{}", status.get().1) data-testid=testid>
-            {move || status.get().0}
+        <span class=move || format!("badge badge-{}", status().1) data-testid=testid>
+            {move || label().0.to_owned()}
         </span>
     }
 }

@@ -32,7 +32,8 @@ pub fn Field(
                 autocomplete=autocomplete
                 required=true
                 aria-describedby=described_by
-                bind:value=value
+                prop:value=value
+                on:input=move |event| value.set(event_target_value(&event))
             />
             {hint.map(|hint| view! { <p class="hint" id=hint_id>{hint}</p> }.into_any())}
         </div>

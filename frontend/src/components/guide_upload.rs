@@ -1,7 +1,9 @@
 //! Adding a guide: drop a file, pick one, or paste the text; with upload progress and
 //! the server's refusal (a duplicate names the existing guide) shown in place.
 
-use leptos::{ev, html, prelude::*, task::spawn_local};
+use std::sync::Arc;
+
+use leptos::{ev, prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 use web_sys::{File, HtmlInputElement};
 
@@ -40,26 +42,36 @@ pub fn GuideUpload() -> impl IntoView {
     let dragging = RwSignal::new(false);
     // What is being sent (a file name, or "the pasted text") and the fraction sent.
     let sending = RwSignal::new(None::<(String, f64)>);
-    let failure = RwSignal::new(None::<ApiError>);
-    let title_input = NodeRef::<html::Input>::new();
-    let method_select = NodeRef::<html::Select>::new();
+    // Why the last send failed: a duplicate (it names the existing guide), or otherwise.
+    let duplicate_error = RwSignal::new(None::<String>);
+    let other_error = RwSignal::new(None::<String>);
+    let clear_failure = move || {
+        duplicate_error.set(None);
+        other_error.set(None);
+    };
 
     let busy = move || sending.with(Option::is_some);
     let options = move || {
-        let title = title_input
-            .get_untracked()
-            .map(|input| input.value().trim().to_owned())
+        // The `value` of the input or select with id `id` (both have one).
+        let value = |id: &str| {
+            document()
+                .get_element_by_id(id)
+                .map(|field| field.unchecked_into::<HtmlInputElement>().value())
+        };
+        let title = value("guide-title")
+            .map(|title| title.trim().to_owned())
             .unwrap_or_default();
-        let method = method_select
-            .get_untracked()
-            .map_or(Method::Auto, |select| Method::from_key(&select.value()));
+        let method = value("guide-method").map_or(Method::Auto, |method| Method::from_key(&method));
         (title, method)
     };
     let finish = move |result: Result<guides::Created, ApiError>| {
         sending.set(None);
         match result {
             Ok(created) => router::navigate(&format!("/guides/{}", created.guide_id)),
-            Err(error) => failure.set(Some(error)),
+            Err(error) if error.code == ErrorCode::Duplicate => {
+                duplicate_error.set(Some(error.message))
+            }
+            Err(error) => other_error.set(Some(error.message)),
         }
     };
 
@@ -69,7 +81,7 @@ pub fn GuideUpload() -> impl IntoView {
                 return;
             }
             let name = file.name();
-            failure.set(None);
+            clear_failure();
             sending.set(Some((name.clone(), 0.0)));
             let (title, method) = options();
             spawn_local(async move {
@@ -124,7 +136,7 @@ pub fn GuideUpload() -> impl IntoView {
             .and_then(|data| data.get("text").as_string())
             .unwrap_or_default();
         let (title, method) = options();
-        failure.set(None);
+        clear_failure();
         sending.set(Some(("the pasted text".to_owned(), 1.0)));
         spawn_local(async move {
             finish(guides::create_from_text(title, text, method).await);
@@ -159,31 +171,22 @@ pub fn GuideUpload() -> impl IntoView {
             .unwrap_or_default()
     };
     let duplicate = move || {
-        failure
-            .get()
-            .filter(|error| error.code == ErrorCode::Duplicate)
-            .map(|error| {
-                let existing = existing_guide_id(&error.message);
-                view! {
-                    <div class="notice notice-warn" role="alert" data-testid="duplicate-error">
-                        <p class="notice-title">"You already have this guide"</p>
-                        <p>{error.message}</p>
-                        {existing.map(|id| view! {
-                            <a href=format!("/guides/{id}") data-testid="duplicate-link">
-                                "Open the existing guide"
-                            </a>
-                        }.into_any())}
-                    </div>
-                }
-                .into_any()
-            })
+        duplicate_error.get().map(|message| {
+            let existing = existing_guide_id(&message);
+            view! {
+                <div class="notice notice-warn" role="alert" data-testid="duplicate-error">
+                    <p class="notice-title">"You already have this guide"</p>
+                    <p>{message}</p>
+                    {existing.map(|id| view! {
+                        <a href=format!("/guides/{id}") data-testid="duplicate-link">
+                            "Open the existing guide"
+                        </a>
+                    }.into_any())}
+                </div>
+            }
+            .into_any()
+        })
     };
-    let other_error = Signal::derive(move || {
-        failure
-            .get()
-            .filter(|error| error.code != ErrorCode::Duplicate)
-            .map(|error| error.message)
-    });
 
     view! {
         <section class="card" data-testid="guide-upload" aria-labelledby="add-guide-title">
@@ -196,18 +199,17 @@ pub fn GuideUpload() -> impl IntoView {
                 <div class="field-row">
                     <div class="field">
                         <label for="guide-title">"Title (optional when uploading a file)"</label>
-                        <input id="guide-title" type="text" maxlength="200" node_ref=title_input />
+                        <input id="guide-title" type="text" maxlength="200" />
                     </div>
                     <div class="field">
                         <label for="guide-method">"Item extraction"</label>
-                        <select id="guide-method" data-testid="method" node_ref=method_select>
+                        <select id="guide-method" data-testid="method">
                             {method_options()}
                         </select>
                     </div>
                 </div>
                 <div
-                    class="dropzone"
-                    class:dragging=dragging
+                    class=move || format!("dropzone{}", if dragging.get() { " dragging" } else { "" })
                     data-testid="dropzone"
                     hidden=paste_mode
                     on:dragenter=on_drag_over
@@ -258,7 +260,7 @@ pub fn GuideUpload() -> impl IntoView {
                 <div class="upload-status" aria-live="polite" hidden=move || !busy()>
                     <p data-testid="upload-status">{move || status_text()}</p>
                     <ProgressBar
-                        value=Signal::derive(move || sending.get().map_or(0.0, |(_, f)| f))
+                        value=Arc::new(move || sending.get().map_or(0.0, |(_, f)| f))
                         label="Upload progress"
                         testid="upload-progress"
                     />

@@ -10,7 +10,9 @@ use wasm_bindgen::JsCast;
 use web_sys::{Element, FormData, HtmlElement, HtmlFormElement};
 
 use crate::api::guides::{self, Criterion, Item};
-use crate::components::{badge::Badge, form_error::FormError, format, list::CollectAny};
+use crate::components::{
+    badge::Badge, form_error::FormError, format, handler::Handler, list::CollectAny,
+};
 
 /// `editing` value while the new-item form is open.
 const NEW: &str = "";
@@ -86,7 +88,7 @@ fn ItemForm(
     item: Item,
     saving: RwSignal<bool>,
     error: RwSignal<Option<String>>,
-    #[prop(into)] on_submit: Callback<Item>,
+    #[prop(into)] on_submit: Handler<Item>,
 ) -> impl IntoView {
     let prefix = if item.id.is_empty() {
         "new-item".to_owned()
@@ -326,7 +328,7 @@ pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoVie
             saving.set(false);
         });
     };
-    let save = Callback::new(save);
+    let save = Handler::from(save);
 
     // One handler for every button of the list (see the module comment).
     let on_click = move |event: ev::MouseEvent| {
@@ -360,7 +362,9 @@ pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoVie
             )
         })
     };
+    let card_save = save.clone();
     let card = move |item: Item| {
+        let save = card_save.clone();
         let id = item.id.clone();
         let (edit_id, confirm_id, delete_id, up_id, down_id, form_id) = (
             id.clone(),
@@ -455,7 +459,7 @@ pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoVie
                 </div>
                 {move || {
                     (editing.with(|e| e.as_ref() == Some(&form_id))).then(|| view! {
-                        <ItemForm item=form_item.clone() saving=saving error=form_error on_submit=save />
+                        <ItemForm item=form_item.clone() saving=saving error=form_error on_submit=save.clone() />
                     })
                 }}
             </li>
@@ -480,7 +484,7 @@ pub fn ItemsEditor(guide_id: String, items: RwSignal<Vec<Item>>) -> impl IntoVie
                 (editing.with(|e| e.as_deref() == Some(NEW))).then(|| view! {
                     <div class="item new-item">
                         <h3>"New item"</h3>
-                        <ItemForm item=Item::default() saving=saving error=form_error on_submit=save />
+                        <ItemForm item=Item::default() saving=saving error=form_error on_submit=save.clone() />
                     </div>
                 }.into_any())
             }}

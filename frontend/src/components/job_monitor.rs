@@ -1,12 +1,17 @@
 //! A job followed live: status, progress bar, latest step, cancel, and its event log,
 //! fed by the `jobEvents` subscription (which resumes after a dropped connection).
 
+use std::sync::Arc;
+
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::jobs::{self, JobEvent, JobStatus, SeqCursor};
 use crate::api::ws::{self, LinkStatus};
-use crate::components::{badge::LiveBadge, form_error::FormError, format, progress::ProgressBar};
+use crate::components::{
+    badge::LiveBadge, form_error::FormError, format, handler::Handler, list::CollectAny,
+    progress::ProgressBar,
+};
 
 /// "Live" / "Reconnecting…" for the shared WebSocket.
 #[component]
@@ -21,11 +26,11 @@ pub fn LiveIndicator() -> impl IntoView {
         <span
             class=move || format!("live live-{}", state().0)
             data-testid="live-status"
-            data-state=move || state().0
+            data-state=move || state().0.to_owned()
             hidden=move || ws::link_status() == LinkStatus::Idle
         >
             <span class="live-dot" aria-hidden="true"></span>
-            {move || state().1}
+            {move || state().1.to_owned()}
         </span>
     }
 }
@@ -44,10 +49,10 @@ pub fn JobMonitor(
     label: &'static str,
     /// Every event, once.
     #[prop(optional, into)]
-    on_event: Option<Callback<JobEvent>>,
+    on_event: Option<Handler<JobEvent>>,
     /// The job ended while watched.
     #[prop(into)]
-    on_finish: Callback<JobStatus>,
+    on_finish: Handler<JobStatus>,
 ) -> impl IntoView {
     let was_running = !status.is_finished();
     let status = RwSignal::new(status);
@@ -72,7 +77,7 @@ pub fn JobMonitor(
                     error.set(Some(event.summary()));
                 }
             }
-            if let Some(on_event) = on_event {
+            if let Some(on_event) = &on_event {
                 on_event.run(event.clone());
             }
             events.update(|list| list.push(event));
@@ -125,7 +130,7 @@ pub fn JobMonitor(
         >
             <div class="job-head">
                 <span class="job-label">{label}</span>
-                <LiveBadge status=Signal::derive(move || { let s = status.get(); (s.label(), s.tone()) }) testid="job-status" />
+                <LiveBadge status=Arc::new(move || { let s = status.get(); (s.label(), s.tone()) }) testid="job-status" />
                 <LiveIndicator />
                 <span class="spacer"></span>
                 <button
@@ -139,7 +144,7 @@ pub fn JobMonitor(
                     "Cancel"
                 </button>
             </div>
-            <ProgressBar value=progress label=label testid="job-progress" />
+            <ProgressBar value=Arc::new(move || progress.get()) label=label testid="job-progress" />
             <p class="job-message" data-testid="job-message" aria-live="polite">{move || message()}</p>
             <FormError message=error testid="job-error" />
             <details class="log">
@@ -147,13 +152,21 @@ pub fn JobMonitor(
                     {move || format!("Activity ({})", format::plural(events.with(Vec::len) as i64, "event", "events"))}
                 </summary>
                 <ol data-testid="event-log">
-                    <For each=move || events.get() key=|event| event.seq.to_string() let:event>
-                        <li data-testid="event" data-seq=event.seq data-kind=event.kind.clone()>
-                            <time datetime=event.at.clone()>{format::time(&event.at)}</time>
-                            <span class="event-kind">{event.kind.clone()}</span>
-                            <span>{event.summary()}</span>
-                        </li>
-                    </For>
+                    {move || {
+                        events
+                            .get()
+                            .into_iter()
+                            .map(|event| {
+                                view! {
+                                    <li data-testid="event" data-seq=event.seq data-kind=event.kind.clone()>
+                                        <time datetime=event.at.clone()>{format::time(&event.at)}</time>
+                                        <span class="event-kind">{event.kind.clone()}</span>
+                                        <span>{event.summary()}</span>
+                                    </li>
+                                }
+                            })
+                            .collect_any()
+                    }}
                 </ol>
             </details>
         </div>

@@ -4,8 +4,11 @@
 //! and tachys compiles the diffing code (`rebuild`) for every element of the view.
 //! Pages and loaded sections are replaced wholesale anyway, so [`keyed`] builds the new
 //! view and drops the old one instead: the same behaviour, far less wasm. The view is
-//! type-erased and the key memo built per key type, so every caller shares the same
-//! reactive view code instead of compiling its own copy.
+//! type-erased and the key memo counts key changes (one `Memo<u32>` for every key type),
+//! so every caller shares the same reactive view and memo code instead of compiling its
+//! own copy.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use leptos::{
     attr::{any_attribute::AnyAttribute, Attribute},
@@ -27,16 +30,33 @@ where
     K: PartialEq + Clone + Send + Sync + 'static,
     V: IntoView + 'static,
 {
-    let key = memo(Box::new(key));
-    swapped(Box::new(move || render(key.get()).into_any()))
+    // The latest key, and how many times it changed: the memo below follows that count,
+    // so every key type shares one memo type (`Memo<u32>`) and its code.
+    let latest = Arc::new(Mutex::new((0u32, None::<K>)));
+    let seen = latest.clone();
+    let changes = memo(Box::new(move || {
+        let next = key();
+        let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.1.as_ref() != Some(&next) {
+            seen.0 += 1;
+            seen.1 = Some(next);
+        }
+        seen.0
+    }));
+    swapped(Box::new(move || {
+        changes.track();
+        let key = latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone();
+        key.map_or_else(|| ().into_any(), |key| render(key).into_any())
+    }))
 }
 
-/// `key()` as a memo: compiled once per key type rather than once per caller.
-fn memo<K>(key: Box<dyn Fn() -> K + Send + Sync>) -> Memo<K>
-where
-    K: PartialEq + Send + Sync + 'static,
-{
-    Memo::new(move |_| key())
+/// How many times a key changed, as a memo: one memo type for every caller.
+fn memo(changes: Box<dyn Fn() -> u32 + Send + Sync>) -> Memo<u32> {
+    Memo::new(move |_| changes())
 }
 
 /// The part of [`keyed`] that does not depend on its caller: every caller shares one

@@ -2,8 +2,9 @@
 
 use leptos::{prelude::*, task::spawn_local};
 
+use super::loaded::Loaded;
 use super::logo::Brand;
-use crate::api::auth;
+use crate::api::auth::{self, User};
 use crate::router;
 
 /// A link of the main navigation, marked as the current page when it is (or contains it).
@@ -15,7 +16,8 @@ fn nav_link(href: &'static str, label: &'static str, testid: &'static str) -> im
         } else {
             path == href || path.starts_with(&format!("{href}/"))
         };
-        here.then_some("page")
+        // An owned string: attribute closures giving `Option<String>` are compiled anyway.
+        here.then(|| "page".to_owned())
     };
     view! {
         <a href=href aria-current=current data-testid=testid>
@@ -27,8 +29,8 @@ fn nav_link(href: &'static str, label: &'static str, testid: &'static str) -> im
 /// Skip link, header with navigation, user name and sign-out; pages follow in `<main>`.
 #[component]
 pub fn TopBar() -> impl IntoView {
-    let me = RwSignal::new(None);
-    let load_me = move || spawn_local(async move { me.set(Some(auth::me().await)) });
+    let me = Loaded::new();
+    let load_me = move || spawn_local(async move { me.set(auth::me().await) });
     load_me();
     let signing_out = RwSignal::new(false);
     // Signing out clears the token whatever the server says; the app then shows /signin.
@@ -39,9 +41,9 @@ pub fn TopBar() -> impl IntoView {
         });
     };
 
-    let user = move || me.get().and_then(Result::ok);
+    let user = move || me.read::<User>().and_then(Result::ok);
     let load_error = move || {
-        me.get().and_then(Result::err).map(|error| {
+        me.read::<User>().and_then(Result::err).map(|error| {
             view! {
                 <div class="banner content" role="alert" data-testid="page-error">
                     <span>{error.message}</span>

@@ -1,15 +1,17 @@
 //! `/guides/:id/answers`: import teacher-scored answers (CSV or JSONL, file or pasted)
 //! with bad rows listed by line, and the guide's answers per split and item.
 
-use leptos::{ev, html, prelude::*, task::spawn_local};
+use std::sync::Arc;
+
+use leptos::{ev, prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 use web_sys::{FormData, HtmlFormElement, HtmlInputElement};
 
 use crate::api::answers::{self, Imported, Summary};
 use crate::api::ApiError;
 use crate::components::{
-    form_error::FormError, format, keyed::keyed, list::CollectAny, loading::load_failed,
-    page_title::set_page_title, progress::ProgressBar,
+    form_error::FormError, format, keyed::keyed, list::CollectAny, loaded::Loaded,
+    loading::load_failed, page_title::set_page_title, progress::ProgressBar,
 };
 
 /// Column headings of the split counts, in `Summary::splits` order.
@@ -21,39 +23,32 @@ pub fn AnswersPage(id: String) -> impl IntoView {
     set_page_title("Scored answers");
     let guide_id = StoredValue::new(id.clone());
     // The latest summary, numbered so that each one redraws the section.
-    let summary = RwSignal::new((0u32, None::<Result<Summary, ApiError>>));
+    let summary = Loaded::new();
     let load = move || {
         let id = guide_id.get_value();
         spawn_local(async move {
             let loaded = answers::summary(id).await;
-            summary.update(|(count, value)| {
-                *count += 1;
-                *value = Some(loaded);
-            });
+            summary.set(loaded);
         });
     };
     load();
 
     // What is being sent and the fraction sent; the outcome of the last import.
     let sending = RwSignal::new(None::<(String, f64)>);
-    let result = RwSignal::new(None::<Imported>);
+    let result = Loaded::new();
     let failure = RwSignal::new(None::<String>);
-    let skip_bad = NodeRef::<html::Input>::new();
-    let skip_bad_rows = move || {
-        skip_bad
-            .get_untracked()
-            .is_some_and(|input| input.checked())
-    };
+    let skip_bad = RwSignal::new(false);
+    let skip_bad_rows = move || skip_bad.get_untracked();
     let finish = move |outcome: Result<Imported, ApiError>| {
         sending.set(None);
         match outcome {
             Ok(imported) => {
                 failure.set(None);
-                result.set(Some(imported));
+                result.set(Ok(imported));
                 load();
             }
             Err(error) => {
-                result.set(None);
+                result.clear();
                 failure.set(Some(error.message));
             }
         }
@@ -108,7 +103,7 @@ pub fn AnswersPage(id: String) -> impl IntoView {
             .unwrap_or_default()
     };
     let outcome = move || {
-        result.get().map(|imported| {
+        result.value::<Imported>().map(|imported| {
             let bad_rows = (!imported.skipped.is_empty()).then(|| {
                 view! {
                     <table class="table compact" data-testid="bad-rows">
@@ -203,13 +198,17 @@ pub fn AnswersPage(id: String) -> impl IntoView {
                             </button>
                         </form>
                         <label class="check">
-                            <input type="checkbox" node_ref=skip_bad data-testid="skip-bad-rows" />
+                            <input
+                                type="checkbox"
+                                data-testid="skip-bad-rows"
+                                on:change=move |event| skip_bad.set(event_target_checked(&event))
+                            />
                             "Import the good rows and list the bad ones (otherwise a file with a bad row imports nothing)"
                         </label>
                         <div class="upload-status" aria-live="polite" hidden=move || sending.with(Option::is_none)>
                             <p>{move || status_text()}</p>
                             <ProgressBar
-                                value=Signal::derive(move || sending.get().map_or(0.0, |(_, f)| f))
+                                value=Arc::new(move || sending.get().map_or(0.0, |(_, f)| f))
                                 label="Import progress"
                                 testid="import-progress"
                             />
@@ -220,7 +219,7 @@ pub fn AnswersPage(id: String) -> impl IntoView {
                 </section>
                 <section class="card" data-testid="split-summary" aria-labelledby="splits-title">
                     <h2 id="splits-title">"Answers by split"</h2>
-                    {keyed(move || summary.with(|(count, _)| *count), move |_| split_summary(summary.get_untracked().1))}
+                    {keyed(move || summary.version(), move |_| split_summary(summary.get::<Summary>()))}
                     <a href="/training" class="button primary train-link" data-testid="train-link">
                         "Train a grader"
                     </a>

@@ -1,13 +1,14 @@
 //! `/`: the signed-in home: recent guides, recent jobs (running ones live), and
 //! language-model spend.
 
+use std::sync::Arc;
+
 use leptos::{prelude::*, task::spawn_local};
 
 use crate::api::dashboard::{self, JobSummary, Overview, Usage};
 use crate::api::jobs::{self, JobStatus, SeqCursor};
-use crate::api::ApiError;
 use crate::components::{
-    badge::LiveBadge, format, keyed::keyed, list::CollectAny, loading::loading,
+    badge::LiveBadge, format, keyed::keyed, list::CollectAny, loaded::Loaded, loading::loading,
     page_title::set_page_title, progress::ProgressBar,
 };
 use crate::pages::guides::guide_table;
@@ -18,19 +19,16 @@ use crate::pages::reports::report_list;
 pub fn DashboardPage() -> impl IntoView {
     set_page_title("Dashboard");
     // The latest answer, numbered so that each one redraws the cards.
-    let loaded = RwSignal::new((0u32, None::<Result<Overview, ApiError>>));
+    let loaded = Loaded::new();
     let load = move || {
         spawn_local(async move {
             let overview = dashboard::load().await;
-            loaded.update(|(count, value)| {
-                *count += 1;
-                *value = Some(overview);
-            });
+            loaded.set(overview);
         })
     };
     load();
 
-    let cards = move |_| match loaded.get_untracked().1 {
+    let cards = move |_| match loaded.get::<Overview>() {
         None => loading("Loading…"),
         Some(Err(error)) => view! {
             <div class="banner" role="alert" data-testid="dashboard-error">
@@ -51,7 +49,7 @@ pub fn DashboardPage() -> impl IntoView {
                 "Upload a marking guide, calibrate a grader on answers you have scored, "
                 "then test it on answers it has never seen."
             </p>
-            <div class="cards">{keyed(move || loaded.with(|(count, _)| *count), cards)}</div>
+            <div class="cards">{keyed(move || loaded.version(), cards)}</div>
         </main>
     }
 }
@@ -70,7 +68,7 @@ fn overview(data: Overview) -> impl IntoView {
     } else {
         let list = data.guides;
         view! {
-            {guide_table(Signal::stored(list), "Recent guides")}
+            {guide_table(Arc::new(move || list.clone()), "Recent guides")}
             <a href="/guides" class="more-link">
                 {format!("All {}", format::plural(data.guide_count, "guide", "guides"))}
             </a>
@@ -137,9 +135,9 @@ fn job_row(job: JobSummary) -> impl IntoView {
         <li class="job-row" data-testid="job-row" data-job-id=job.id>
             <div class="job-row-head">
                 <a href=job.guide_id.map(|id| format!("/guides/{id}"))>{job.kind}</a>
-                <LiveBadge status=Signal::derive(move || { let s = status.get(); (s.label(), s.tone()) }) testid="job-status" />
+                <LiveBadge status=Arc::new(move || { let s = status.get(); (s.label(), s.tone()) }) testid="job-status" />
             </div>
-            <ProgressBar value=progress label="Job progress" testid="job-progress" />
+            <ProgressBar value=Arc::new(move || progress.get()) label="Job progress" testid="job-progress" />
             <p class="sub">
                 <time datetime=job.created_at.clone()>{format::date_time(&job.created_at)}</time>
                 {(job.cost_usd > 0.0).then(|| format!(" · {}", format::usd(job.cost_usd)))}

@@ -1,6 +1,8 @@
 //! `/guides/:id`: one guide: its extraction (live), its items (editable), re-extraction,
 //! renaming and deletion.
 
+use std::sync::Arc;
+
 use leptos::{ev, prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 use web_sys::{FormData, HtmlFormElement};
@@ -8,11 +10,10 @@ use web_sys::{FormData, HtmlFormElement};
 use crate::api::guides::{self, GuideDetail, GuideStatus, Method};
 use crate::api::http::ErrorCode;
 use crate::api::jobs::JobStatus;
-use crate::api::ApiError;
 use crate::components::{
     badge::LiveBadge, form_error::FormError, format, guide_upload::method_options,
-    item_editor::ItemsEditor, job_monitor::JobMonitor, keyed::keyed, loading::loading,
-    page_title::set_page_title,
+    handler::Handler, item_editor::ItemsEditor, job_monitor::JobMonitor, keyed::keyed,
+    loaded::Loaded, loading::loading, page_title::set_page_title,
 };
 use crate::router;
 
@@ -21,21 +22,18 @@ use crate::router;
 pub fn GuidePage(id: String) -> impl IntoView {
     set_page_title("Guide");
     // The latest answer, numbered so that each one redraws the page.
-    let loaded = RwSignal::new((0u32, None::<Result<GuideDetail, ApiError>>));
+    let loaded = Loaded::new();
     let id = StoredValue::new(id);
     let load = move || {
         let id = id.get_value();
         spawn_local(async move {
             let guide = guides::get(id).await;
-            loaded.update(|(count, value)| {
-                *count += 1;
-                *value = Some(guide);
-            });
+            loaded.set(guide);
         });
     };
     load();
 
-    let body = move |_| match loaded.get_untracked().1 {
+    let body = move |_| match loaded.get::<GuideDetail>() {
         None => loading("Loading the guide…"),
         Some(Err(error)) => {
             let missing = error.code == ErrorCode::NotFound;
@@ -65,7 +63,7 @@ pub fn GuidePage(id: String) -> impl IntoView {
             <nav class="breadcrumb" aria-label="Breadcrumb">
                 <a href="/guides">"Guides"</a>
             </nav>
-            {keyed(move || loaded.with(|(count, _)| *count), body)}
+            {keyed(move || loaded.version(), body)}
         </main>
     }
 }
@@ -85,7 +83,7 @@ fn GuideView(
     detail: GuideDetail,
     /// Loads the guide again (after an extraction ends).
     #[prop(into)]
-    reload: Callback<()>,
+    reload: Handler<()>,
 ) -> impl IntoView {
     let GuideDetail {
         id,
@@ -167,7 +165,10 @@ fn GuideView(
                     status=job_status
                     progress=progress
                     label="Item extraction"
-                    on_finish=move |_| reload.run(())
+                    on_finish={
+                        let reload = reload.clone();
+                        move |_| reload.run(())
+                    }
                 />
             }
         })
@@ -189,7 +190,7 @@ fn GuideView(
                 <button type="button" class="button subtle" on:click=move |_| renaming.set(false)>"Cancel"</button>
             </form>
             <p class="meta">
-                <LiveBadge status=Signal::derive(move || { let s = status.get(); (s.label(), s.tone()) }) testid="guide-status" />
+                <LiveBadge status=Arc::new(move || { let s = status.get(); (s.label(), s.tone()) }) testid="guide-status" />
                 {filename.map(|name| view! { <span>{name}</span> }.into_any())}
                 <span>"Added " <time datetime=created_at.clone()>{format::date_time(&created_at)}</time></span>
                 <a href=format!("/guides/{id}/answers") data-testid="answers-link">"Scored answers"</a>

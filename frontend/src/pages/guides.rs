@@ -1,10 +1,13 @@
 //! `/guides`: add a guide (file, drag and drop, or pasted text) and the list of guides.
 
+use std::sync::Arc;
+
 use leptos::{prelude::*, task::spawn_local};
 
 use crate::api::guides::{self, GuideSummary};
 use crate::components::{
-    badge::Badge, format, guide_upload::GuideUpload, keyed::keyed, page_title::set_page_title,
+    badge::Badge, format, guide_upload::GuideUpload, keyed::keyed, list::CollectAny,
+    loaded::Loaded, page_title::set_page_title,
 };
 
 /// Guides per page of the list.
@@ -55,9 +58,13 @@ pub fn guide_row(guide: GuideSummary) -> impl IntoView {
     }
 }
 
-/// A table of guides, one row per guide of `guides` (a signal, not a closure: one copy
-/// of the table's code for both callers).
-pub fn guide_table(guides: Signal<Vec<GuideSummary>>, caption: &'static str) -> impl IntoView {
+/// A table of guides, one row per guide `guides()` gives, reactively (a shared closure, not
+/// a generic one nor a `Signal`: one copy of the table's code for both callers, and no
+/// signal code for the list).
+pub fn guide_table(
+    guides: Arc<dyn Fn() -> Vec<GuideSummary> + Send + Sync>,
+    caption: &'static str,
+) -> impl IntoView {
     view! {
         <div class="table-wrap">
             <table class="table">
@@ -72,7 +79,7 @@ pub fn guide_table(guides: Signal<Vec<GuideSummary>>, caption: &'static str) -> 
                     </tr>
                 </thead>
                 <tbody>
-                    <For each=move || guides.get() key=|guide| guide.id.clone() children=guide_row />
+                    {move || guides().into_iter().map(guide_row).collect_any()}
                 </tbody>
             </table>
         </div>
@@ -91,7 +98,7 @@ enum ListState {
 #[component]
 fn GuideList() -> impl IntoView {
     let pages = RwSignal::new(Vec::<GuideSummary>::new());
-    let total = RwSignal::new(None::<i64>);
+    let total = Loaded::new();
     let next = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
     let loading = RwSignal::new(false);
@@ -102,7 +109,7 @@ fn GuideList() -> impl IntoView {
             match guides::list(PAGE, after.clone()).await {
                 Ok(page) => {
                     error.set(None);
-                    total.set(Some(page.total));
+                    total.set(Ok(page.total));
                     next.set(page.next);
                     pages.update(|list| {
                         if after.is_none() {
@@ -118,7 +125,7 @@ fn GuideList() -> impl IntoView {
     };
     load(None);
 
-    let state = move || match (error.with(Option::is_some), total.get()) {
+    let state = move || match (error.with(Option::is_some), total.value::<i64>()) {
         (true, _) => ListState::Failed,
         (false, None) => ListState::Loading,
         (false, Some(0)) => ListState::Empty,
@@ -142,9 +149,11 @@ fn GuideList() -> impl IntoView {
             </div>
         }
         .into_any(),
-        ListState::Shown => {
-            guide_table(pages.into(), "Your marking guides, newest first").into_any()
-        }
+        ListState::Shown => guide_table(
+            Arc::new(move || pages.get()),
+            "Your marking guides, newest first",
+        )
+        .into_any(),
     };
 
     view! {
@@ -152,10 +161,10 @@ fn GuideList() -> impl IntoView {
             <div class="card-head">
                 <h2 id="guide-list-title">"Your guides"</h2>
                 <span class="muted">
-                    {move || total.get().map(|n| format::plural(n, "guide", "guides"))}
+                    {move || total.value::<i64>().map(|n| format::plural(n, "guide", "guides"))}
                 </span>
             </div>
-            {keyed(state, body)}
+            {keyed(move || state() as u32, move |_| body(untrack(state)))}
             <button
                 type="button"
                 class="button subtle more"

@@ -4,11 +4,11 @@
 use leptos::{prelude::*, task::spawn_local};
 
 use crate::api::testing::{self, ReportSummary};
-use crate::api::ApiError;
 use crate::components::{
     format,
     keyed::keyed,
     list::CollectAny,
+    loaded::Loaded,
     loading::{load_failed, loading},
     page_title::set_page_title,
 };
@@ -18,9 +18,9 @@ use crate::pages::test_run::save_file;
 #[component]
 pub fn ReportsPage() -> impl IntoView {
     set_page_title("Reports");
-    let loaded = RwSignal::new(None::<Result<Vec<ReportSummary>, ApiError>>);
-    spawn_local(async move { loaded.set(Some(testing::reports().await)) });
-    let body = move |ready: bool| match loaded.get_untracked().filter(|_| ready) {
+    let loaded = Loaded::new();
+    spawn_local(async move { loaded.set(testing::reports().await) });
+    let body = move |_| match loaded.get::<Vec<ReportSummary>>() {
         None => loading("Loading…"),
         Some(Err(error)) => load_failed("reports-error", error.message),
         Some(Ok(reports)) => report_list(reports).into_any(),
@@ -32,7 +32,7 @@ pub fn ReportsPage() -> impl IntoView {
                 "Self-contained reports on test runs: metrics, confusion, disagreements and "
                 "provenance, ready to share."
             </p>
-            <section class="card">{keyed(move || loaded.with(Option::is_some), body)}</section>
+            <section class="card">{keyed(move || loaded.version(), body)}</section>
         </main>
     }
 }
@@ -62,9 +62,9 @@ pub fn report_list(reports: Vec<ReportSummary>) -> impl IntoView {
 #[component]
 pub fn ReportPage(id: String) -> impl IntoView {
     set_page_title("Report");
-    let loaded = RwSignal::new(None::<Result<(ReportSummary, String), ApiError>>);
-    spawn_local(async move { loaded.set(Some(testing::report(id).await)) });
-    let body = move |ready: bool| match loaded.get_untracked().filter(|_| ready) {
+    let loaded = Loaded::new();
+    spawn_local(async move { loaded.set(testing::report(id).await) });
+    let body = move |_| match loaded.get::<(ReportSummary, String)>() {
         None => loading("Loading…"),
         Some(Err(error)) => load_failed("report-missing", error.message),
         Some(Ok((report, html))) => {
@@ -103,7 +103,7 @@ pub fn ReportPage(id: String) -> impl IntoView {
             <nav class="breadcrumb" aria-label="Breadcrumb">
                 <a href="/reports">"Reports"</a>
             </nav>
-            <div class="stack">{keyed(move || loaded.with(Option::is_some), body)}</div>
+            <div class="stack">{keyed(move || loaded.version(), body)}</div>
         </main>
     }
 }

@@ -6,11 +6,11 @@ use wasm_bindgen::JsCast;
 use web_sys::{FormData, HtmlFormElement};
 
 use crate::api::settings::{self, Change, Preset, Settings, Status, PROVIDERS};
-use crate::api::ApiError;
 use crate::components::{
     form_error::FormError,
     format,
     keyed::keyed,
+    loaded::Loaded,
     loading::{load_failed, loading},
     page_title::set_page_title,
 };
@@ -19,9 +19,9 @@ use crate::components::{
 #[component]
 pub fn SettingsPage() -> impl IntoView {
     set_page_title("Settings");
-    let loaded = RwSignal::new(None::<Result<(Settings, Vec<Preset>), ApiError>>);
-    spawn_local(async move { loaded.set(Some(settings::load().await)) });
-    let body = move |ready: bool| match loaded.get_untracked().filter(|_| ready) {
+    let loaded = Loaded::new();
+    spawn_local(async move { loaded.set(settings::load().await) });
+    let body = move |_| match loaded.get::<(Settings, Vec<Preset>)>() {
         None => loading("Loading…"),
         Some(Err(error)) => load_failed("settings-error", error.message),
         Some(Ok((current, presets))) => view! {
@@ -37,7 +37,7 @@ pub fn SettingsPage() -> impl IntoView {
                 "GradeLab talks to any OpenAI-compatible endpoint. These settings apply to your "
                 "own extraction, grading and report calls."
             </p>
-            <div class="stack">{keyed(move || loaded.with(Option::is_some), body)}</div>
+            <div class="stack">{keyed(move || loaded.version(), body)}</div>
         </main>
     }
 }
@@ -203,7 +203,7 @@ fn ModelForm(current: Settings, presets: Vec<Preset>) -> impl IntoView {
                 />
                 <p class="hint" id="llm-api-key-state" data-testid="llm-key-state">
                     {key_state}
-                    {move || preset().filter(|p| p.requires_api_key).map(|_| " This provider needs one.")}
+                    {move || preset().filter(|p| p.requires_api_key).map(|_| " This provider needs one.".to_owned())}
                 </p>
                 <label class="check" hidden=!has_key>
                     <input type="checkbox" name="remove_key" data-testid="llm-remove-key" />
@@ -233,17 +233,17 @@ fn ModelForm(current: Settings, presets: Vec<Preset>) -> impl IntoView {
 /// "Check the connection": whether the endpoint answers, and which models it lists.
 #[component]
 fn Connection() -> impl IntoView {
-    let result = RwSignal::new(None::<Result<Status, ApiError>>);
+    let result = Loaded::new();
     let busy = RwSignal::new(false);
     let check = move |_| {
         busy.set(true);
         spawn_local(async move {
-            result.set(Some(settings::status().await));
+            result.set(settings::status().await);
             busy.set(false);
         });
     };
     let outcome = move || {
-        result.get().map(|found| {
+        result.read::<Status>().map(|found| {
             let (tone, text) = match found {
                 Ok(status) if status.reachable => (
                     "notice",
@@ -269,7 +269,7 @@ fn Connection() -> impl IntoView {
             <p class="hint">"Asks the endpoint for its models, with the settings saved above."</p>
             <div class="actions">
                 <button type="button" class="button subtle" data-testid="llm-check" disabled=busy on:click=check>
-                    {move || if busy.get() { "Checking…" } else { "Check the connection" }}
+                    {move || String::from(if busy.get() { "Checking…" } else { "Check the connection" })}
                 </button>
             </div>
             {move || outcome()}

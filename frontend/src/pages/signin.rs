@@ -49,7 +49,7 @@ pub fn SignInPage() -> impl IntoView {
                 />
                 <FormError message=error />
                 <button type="submit" class="button primary" disabled=pending>
-                    {move || if pending.get() { "Signing in…" } else { "Sign in" }}
+                    {move || String::from(if pending.get() { "Signing in…" } else { "Sign in" })}
                 </button>
             </form>
             <p class="switch">"New to GradeLab? " <a href="/signup">"Create an account"</a></p>

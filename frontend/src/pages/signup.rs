@@ -65,7 +65,7 @@ pub fn SignUpPage() -> impl IntoView {
                 />
                 <FormError message=error />
                 <button type="submit" class="button primary" disabled=pending>
-                    {move || if pending.get() { "Creating account…" } else { "Create account" }}
+                    {move || String::from(if pending.get() { "Creating account…" } else { "Create account" })}
                 </button>
             </form>
             <p class="switch">"Already have an account? " <a href="/signin">"Sign in"</a></p>

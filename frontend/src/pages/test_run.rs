@@ -6,13 +6,13 @@ use leptos::{prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 
 use crate::api::testing::{self, Graded, Run};
-use crate::api::ApiError;
 use crate::components::{
     form_error::FormError,
     format,
     job_monitor::JobMonitor,
     keyed::keyed,
     list::CollectAny,
+    loaded::Loaded,
     loading::{load_failed, loading},
     page_title::set_page_title,
 };
@@ -41,19 +41,16 @@ pub fn save_file(name: &str, content_type: &str, content: &str) {
 #[component]
 pub fn TestRunPage(id: String) -> impl IntoView {
     set_page_title("Test run");
-    let loaded = RwSignal::new((0u32, None::<Result<Run, ApiError>>));
+    let loaded = Loaded::new();
     let run_id = StoredValue::new(id.clone());
     let load = move || {
         spawn_local(async move {
             let run = testing::run(run_id.get_value()).await;
-            loaded.update(|(count, value)| {
-                *count += 1;
-                *value = Some(run);
-            });
+            loaded.set(run);
         })
     };
     load();
-    let body = move |_| match loaded.get_untracked().1 {
+    let body = move |_| match loaded.get::<Run>() {
         None => loading("Loading…"),
         Some(Err(error)) => load_failed("test-run-missing", error.message),
         Some(Ok(run)) => results(run_id.get_value(), run, load).into_any(),
@@ -64,7 +61,7 @@ pub fn TestRunPage(id: String) -> impl IntoView {
                 <a href="/reports">"Reports"</a>
             </nav>
             <h1>{format!("Test run {id}")}</h1>
-            <div class="stack">{keyed(move || loaded.with(|(count, _)| *count), body)}</div>
+            <div class="stack">{keyed(move || loaded.version(), body)}</div>
         </main>
     }
 }

@@ -1,18 +1,20 @@
 //! `/training`: start a training job (its cost estimate is shown first) and the list of
 //! training jobs.
 
+use std::sync::Arc;
+
 use leptos::{ev, prelude::*, task::spawn_local};
 use wasm_bindgen::JsCast;
 use web_sys::{FormData, HtmlFormElement};
 
 use crate::api::training::{self, Engine, Estimate, GuideChoice, Plan, TrainingJob};
-use crate::api::ApiError;
 use crate::components::{
     badge::Badge,
     form_error::FormError,
     format,
     keyed::keyed,
     list::CollectAny,
+    loaded::Loaded,
     loading::{load_failed, loading},
     page_title::set_page_title,
     progress::ProgressBar,
@@ -56,18 +58,12 @@ fn read_plan(data: &FormData) -> Result<Plan, String> {
 #[component]
 pub fn TrainingPage() -> impl IntoView {
     set_page_title("Training");
-    let loaded = RwSignal::new((
-        0u32,
-        None::<Result<(Vec<TrainingJob>, Vec<GuideChoice>), ApiError>>,
-    ));
+    let loaded = Loaded::new();
     spawn_local(async move {
         let overview = training::overview().await;
-        loaded.update(|(count, value)| {
-            *count += 1;
-            *value = Some(overview);
-        });
+        loaded.set(overview);
     });
-    let body = move |_| match loaded.get_untracked().1 {
+    let body = move |_| match loaded.get::<(Vec<TrainingJob>, Vec<GuideChoice>)>() {
         None => loading("Loading…"),
         Some(Err(error)) => load_failed("training-error", error.message),
         Some(Ok((jobs, guides))) => view! {
@@ -83,7 +79,7 @@ pub fn TrainingPage() -> impl IntoView {
                 "A training job calibrates a grader on answers you have scored, epoch by epoch, "
                 "and keeps a change only when it agrees better with you on the validation answers."
             </p>
-            <div class="stack">{keyed(move || loaded.with(|(count, _)| *count), body)}</div>
+            <div class="stack">{keyed(move || loaded.version(), body)}</div>
         </main>
     }
 }
@@ -92,7 +88,7 @@ pub fn TrainingPage() -> impl IntoView {
 #[component]
 fn NewTraining(guides: Vec<GuideChoice>) -> impl IntoView {
     let plan = StoredValue::new(None::<Plan>);
-    let estimate = RwSignal::new(None::<Estimate>);
+    let estimate = Loaded::new();
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     let no_guides = guides.is_empty();
@@ -120,7 +116,7 @@ fn NewTraining(guides: Vec<GuideChoice>) -> impl IntoView {
             match training::estimate(chosen).await {
                 Ok(found) => {
                     error.set(None);
-                    estimate.set(Some(found));
+                    estimate.set(Ok(found));
                 }
                 Err(failure) => error.set(Some(failure.message)),
             }
@@ -143,7 +139,7 @@ fn NewTraining(guides: Vec<GuideChoice>) -> impl IntoView {
         });
     };
     let estimate_view = move || {
-        estimate.get().map(|found| {
+        estimate.value::<Estimate>().map(|found| {
             let cost = found.cost_usd.map_or_else(
                 || "no price known for this model (free when it runs locally)".to_owned(),
                 format::usd,
@@ -173,7 +169,7 @@ fn NewTraining(guides: Vec<GuideChoice>) -> impl IntoView {
                 "Add a guide and import scored answers first: " <a href="/guides">"go to your guides"</a> "."
             </p>
             // Any change makes the estimate stale: it must be asked for again.
-            <form class="form" on:submit=on_estimate on:input=move |_| estimate.set(None)>
+            <form class="form" on:submit=on_estimate on:input=move |_| estimate.clear()>
                 <div class="field-row">
                     <div class="field">
                         <label for="train-guide">"Guide"</label>
@@ -233,7 +229,7 @@ fn job_list(jobs: Vec<TrainingJob>) -> impl IntoView {
                             </a>
                             <Badge label=job.status.label() tone=job.status.tone() />
                         </div>
-                        <ProgressBar value=job.progress label="Training progress" testid="job-progress" />
+                        <ProgressBar value=Arc::new(move || job.progress) label="Training progress" testid="job-progress" />
                         <p class="sub">
                             <time datetime=job.created_at.clone()>{format::date_time(&job.created_at)}</time>
                             {job.epoch.map(|e| format!(" · epoch {e}"))}

@@ -4,8 +4,8 @@
 use leptos::{prelude::*, task::spawn_local};
 
 use crate::api::jobs::JobEvent;
+use crate::api::testing;
 use crate::api::training::{self, EpochPoint, JobInfo};
-use crate::api::{testing, ApiError};
 use crate::components::{
     chart::learning_curve,
     form_error::FormError,
@@ -13,6 +13,7 @@ use crate::components::{
     job_monitor::JobMonitor,
     keyed::keyed,
     list::CollectAny,
+    loaded::Loaded,
     loading::{load_failed, loading},
     page_title::set_page_title,
 };
@@ -22,11 +23,11 @@ use crate::router;
 #[component]
 pub fn TrainingJobPage(id: String) -> impl IntoView {
     set_page_title("Training job");
-    let loaded = RwSignal::new(None::<Result<JobInfo, ApiError>>);
+    let loaded = Loaded::new();
     let job_id = id.clone();
-    spawn_local(async move { loaded.set(Some(training::job(job_id).await)) });
+    spawn_local(async move { loaded.set(training::job(job_id).await) });
 
-    let body = move |ready: bool| match loaded.get_untracked().filter(|_| ready) {
+    let body = move |_| match loaded.get::<JobInfo>() {
         None => loading("Loading…"),
         Some(Ok(job)) if job.training => view! { <Live id=id.clone() job=job /> }.into_any(),
         Some(Ok(_)) => load_failed("job-missing", "That job is not a training job.".to_owned()),
@@ -38,7 +39,7 @@ pub fn TrainingJobPage(id: String) -> impl IntoView {
             <nav class="breadcrumb" aria-label="Breadcrumb">
                 <a href="/training">"Training"</a>
             </nav>
-            {keyed(move || loaded.with(Option::is_some), body)}
+            {keyed(move || loaded.version(), body)}
         </main>
     }
 }
@@ -96,7 +97,7 @@ fn Live(id: String, job: JobInfo) -> impl IntoView {
             .map(|p| {
                 let show = |v: Option<f64>| v.map_or("–".to_owned(), |v| format::decimal(v, 3));
                 view! {
-                    <tr data-testid="epoch-row" class:best=p.epoch == p.best_epoch>
+                    <tr data-testid="epoch-row" class=(p.epoch == p.best_epoch).then_some("best")>
                         <th scope="row" class="num">{p.epoch}</th>
                         <td>{p.change}</td>
                         <td>{if p.kept { "Kept" } else { "Rejected" }}</td>
@@ -134,7 +135,7 @@ fn Live(id: String, job: JobInfo) -> impl IntoView {
         <section class="card" data-testid="learning-curve" aria-labelledby="curve-title">
             <h2 id="curve-title">"Learning curve"</h2>
             <p class="hint">"Agreement with your marks on the validation answers after each epoch; epoch 0 is the untrained grader."</p>
-            {keyed(move || points.with(Vec::len), move |_| learning_curve(points.get_untracked()))}
+            {keyed(move || points.with(Vec::len) as u32, move |_| learning_curve(points.get_untracked()))}
             <div class="table-wrap">
                 <table class="table compact" data-testid="epochs">
                     <caption class="visually-hidden">"Epochs"</caption>
@@ -149,7 +150,7 @@ fn Live(id: String, job: JobInfo) -> impl IntoView {
                             <th scope="col" class="num">"Tokens"</th>
                         </tr>
                     </thead>
-                    <tbody>{keyed(move || points.with(Vec::len), move |_| rows())}</tbody>
+                    <tbody>{keyed(move || points.with(Vec::len) as u32, move |_| rows())}</tbody>
                 </table>
             </div>
         </section>
