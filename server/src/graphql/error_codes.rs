@@ -50,17 +50,16 @@ fn fill_codes(mut response: Response) -> Response {
 }
 
 /// Parses the request's query up front (the schema reuses the document), so a syntax error
-/// is answered as `GRAPHQL_PARSE_FAILED`.
-fn parse(request: &mut Request) -> Result<(), Response> {
-    request.parsed_query().map(|_| ()).map_err(|mut error| {
-        ensure_code(&mut error, ErrorCode::GraphqlParseFailed);
-        Response::from_errors(vec![error])
-    })
+/// is answered as `GRAPHQL_PARSE_FAILED`: the answer to a query that does not parse.
+fn parse_failure(request: &mut Request) -> Option<Response> {
+    let mut error = request.parsed_query().err()?;
+    ensure_code(&mut error, ErrorCode::GraphqlParseFailed);
+    Some(Response::from_errors(vec![error]))
 }
 
 impl Executor for CodedSchema {
     async fn execute(&self, mut request: Request) -> Response {
-        if let Err(response) = parse(&mut request) {
+        if let Some(response) = parse_failure(&mut request) {
             return response;
         }
         fill_codes(self.0.execute(request).await)
@@ -71,7 +70,7 @@ impl Executor for CodedSchema {
         mut request: Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, Response> {
-        if let Err(response) = parse(&mut request) {
+        if let Some(response) = parse_failure(&mut request) {
             return stream::once(async move { response }).boxed();
         }
         Executor::execute_stream(&self.0, request, session_data)
