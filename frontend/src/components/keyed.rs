@@ -44,7 +44,9 @@ where
         seen.0
     }));
     swapped(Box::new(move || {
-        changes.track();
+        // `get`, not `track`: a memo is lazy, and only reading it runs `key()` (and
+        // subscribes the memo to what `key()` reads).
+        changes.get();
         let key = latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
