@@ -4,7 +4,11 @@
 //! The read path is the dashboard's query: a page of guides (a Relay connection) with each
 //! guide's items and latest job — batched by DataLoaders, so the page costs a fixed number
 //! of SQL queries whatever its size. The table gives requests/s and p50/p99 latency at a
-//! fixed concurrency, and the ratio to `/healthz` in the same run.
+//! fixed concurrency, and the ratio to `/healthz` in the same run. A third row is the
+//! framework's ceiling: the same query answered from memory by an async-graphql schema of
+//! the same shape on the same stack (`support/static_graphql.rs`; its answer is checked to
+//! equal the server's), so the table separates what GradeLab's own work costs from what
+//! executing a GraphQL response of this size costs.
 //!
 //! `cargo bench -p gradelab-server --bench graphql_load`. Settings: `BENCH_SECONDS`
 //! (default 10 per endpoint), `BENCH_CONNECTIONS` (default 16), `BENCH_GUIDES` (default 20,
@@ -12,6 +16,12 @@
 
 #[path = "../../tests/scale/cluster.rs"]
 mod cluster;
+#[path = "support/static_graphql.rs"]
+mod static_graphql;
+
+// The same allocator as the server, for the in-memory ceiling.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::Path;
 use std::process::Command;
@@ -225,6 +235,34 @@ fn main() -> anyhow::Result<()> {
         bail!("{} GraphQL requests failed", read.non_2xx);
     }
 
+    // The framework's ceiling: the same answer from memory, measured while the server idles.
+    let expected = runtime.block_on(server.graphql(Some(&token), QUERY, json!({})))?;
+    let ceiling_runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let ceiling_addr = static_graphql::start(&ceiling_runtime, guides)?;
+    let answer: serde_json::Value = ceiling_runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{ceiling_addr}/graphql"))
+            .json(&json!({ "query": QUERY }))
+            .send()
+            .await?
+            .json()
+            .await
+    })?;
+    if answer["data"] != expected {
+        bail!(
+            "the in-memory schema answers differently:\n{}\nvs the server's\n{expected}",
+            answer["data"]
+        );
+    }
+    let ceiling_url = format!("http://{ceiling_addr}/graphql");
+    wrk(&ceiling_url, Some(&script), 2, connections)?;
+    let ceiling = wrk(&ceiling_url, Some(&script), seconds, connections)?;
+    if ceiling.non_2xx > 0 {
+        bail!("{} in-memory GraphQL requests failed", ceiling.non_2xx);
+    }
+
     println!("\nGraphQL read path on SQLite: {guides} guides x 5 items, first 20 with items and latest job");
     println!("wrk -t1 -c{connections} -d{seconds}s, server and generator on this machine\n");
     println!("| endpoint | req/s | p50 ms | p99 ms |");
@@ -232,6 +270,7 @@ fn main() -> anyhow::Result<()> {
     for (name, load) in [
         ("GET /healthz (ceiling)", &health),
         ("POST /graphql guides page", &read),
+        ("same answer from memory, same framework (no DB)", &ceiling),
     ] {
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} |",
@@ -241,6 +280,10 @@ fn main() -> anyhow::Result<()> {
     println!(
         "\nratio graphql/healthz: {:.3} (goal: p99 < 20 ms at >= 3000 req/s)",
         read.requests_per_second / health.requests_per_second
+    );
+    println!(
+        "ratio graphql/in-memory: {:.3} (the share of the framework's ceiling the server reaches)",
+        read.requests_per_second / ceiling.requests_per_second
     );
     drop(server);
     Ok(())

@@ -74,6 +74,9 @@ pub struct EvalArgs {
     /// Training epochs after epoch 0.
     #[arg(long, default_value_t = 3)]
     pub epochs: u32,
+    /// Train answers the LLM engine grades to fit its calibration.
+    #[arg(long, default_value_t = TrainingParams::default().calibration_sample)]
+    pub calibration_sample: usize,
     /// Gradings per test answer (more than one measures variance).
     #[arg(long, default_value_t = 1)]
     pub repeats: u32,
@@ -292,6 +295,7 @@ async fn evaluate_engine(
             patience: args.epochs.max(1),
             seed: args.seed,
             model: args.model.clone(),
+            calibration_sample: args.calibration_sample,
             ..TrainingParams::default()
         },
     )

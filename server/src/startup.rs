@@ -137,6 +137,11 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
     } else if url.starts_with("sqlite:") {
         options.max_connections(8);
     }
+    if url.starts_with("sqlite:") {
+        // A pooled SQLite connection is a file handle on a local thread that cannot drop:
+        // pinging it before every query only adds a round trip to that thread.
+        options.test_before_acquire(false);
+    }
     let db = Database::connect(options)
         .await
         .context("connecting to the database")?;

@@ -729,7 +729,7 @@ async fn guides_are_listed_newest_first_in_pages() {
         .await
         .ok();
     }
-    let query = "query($after: String) { guides(first: 2, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { title } } } }";
+    let query = "query($after: String) { guides(first: 2, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { title text } } } }";
     let first = app
         .graphql(Some(&alice.token), query, json!({ "after": null }))
         .await
@@ -737,6 +737,17 @@ async fn guides_are_listed_newest_first_in_pages() {
     assert_eq!(first["guides"]["totalCount"], 3);
     assert_eq!(first["guides"]["pageInfo"]["hasNextPage"], true);
     assert_eq!(first["guides"]["edges"][0]["node"]["title"], "Quiz 3");
+    // The list does not read the texts with the rows; asked for, each is its own.
+    for (edge, n) in first["guides"]["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .zip([3, 2])
+    {
+        let text = edge["node"]["text"].as_str().unwrap_or_default();
+        assert!(text.starts_with("Year 9 Chemistry quiz"), "{text}");
+        assert!(text.ends_with(&format!("Version {n}")), "{text}");
+    }
     let cursor = first["guides"]["pageInfo"]["endCursor"].clone();
     let second = app
         .graphql(Some(&alice.token), query, json!({ "after": cursor }))

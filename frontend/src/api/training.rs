@@ -111,7 +111,7 @@ macro_rules! training_input {
             exemplars: 0,
             max_exemplars: 4,
             calibration: $module::CalibrationMethod::SHIFT,
-            calibration_sample: 12,
+            calibration_sample: 40,
             validation_limit: None,
             gradient_epochs: 5,
             learning_rate: None,

@@ -3,13 +3,20 @@
 //! A small language model tends to collapse onto a few values (all half marks, or all full
 //! marks: `../shared/notes/FIDELITY.md`); a calibration map fitted on (raw prediction, teacher
 //! score) pairs from the train split moves those values to where the teacher's marks are.
-//! Three fits are offered: a *shift* (one parameter, the mean gap between the teacher's
-//! marks and the grader's: it corrects a grader that is systematically harsh or lenient and
-//! keeps its ranking, so it is safe on a dozen answers), least-squares *linear* (two
+//! Three fits are offered: a *shift* (one parameter: it corrects a grader that is
+//! systematically harsh or lenient and keeps its ranking, so it is safe on a few dozen
+//! answers), least-squares *linear* (two
 //! parameters) and *isotonic* (pool-adjacent-violators: monotone, piecewise linear between
 //! knots, which needs more points than a dozen not to chase noise). All work on normalised
 //! scores (`marks / max_marks`) so items with different maxima share one map, and all are
 //! plain serde data stored in a grader version's config.
+//!
+//! Marks are rounded to the item's mark step after calibration, so a fit that ignores the
+//! rounding can change nothing: a grader that gives ¾ to full answers, corrected by the mean
+//! gap of +0.10, still rounds to ¾ on a quarter-mark grid. When the sample's points carry
+//! their mark step ([`Calibration::fit_on_grid`]), the shift is the offset that minimises the
+//! mean absolute error of the *rounded* marks on the sample (the middle of the best range,
+//! since that error is flat between rounding boundaries), which is what the teacher sees.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +47,31 @@ impl CalibrationMethod {
     }
 }
 
+/// One calibration point: a grader's raw normalised score, the teacher's, and the item's
+/// mark step as a share of its maximum (0: marks are not rounded).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GridPoint {
+    /// The grader's normalised score.
+    pub raw: f64,
+    /// The teacher's normalised score.
+    pub teacher: f64,
+    /// `mark_step / max_marks`, or 0.
+    pub step: f64,
+}
+
+impl GridPoint {
+    /// `score` rounded to this point's grid, clipped to 0..1 (the highest multiple of the
+    /// step at or below 1 when the maximum is not a multiple of it).
+    fn rounded(&self, score: f64) -> f64 {
+        let score = score.clamp(0.0, 1.0);
+        if self.step <= 0.0 {
+            return score;
+        }
+        let top = ((1.0 / self.step) + 1e-9).floor() * self.step;
+        ((score / self.step).round() * self.step).clamp(0.0, top)
+    }
+}
+
 /// A fitted calibration map on normalised scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -49,7 +81,8 @@ pub enum Calibration {
     Identity,
     /// `raw + offset`, clipped to 0..1.
     Shift {
-        /// Mean of `teacher − raw` over the pairs.
+        /// Added to the raw score: the mean gap `teacher − raw`, or with rounding the offset
+        /// that minimises the error after rounding.
         offset: f64,
         /// Pairs it was fitted on.
         n: usize,
@@ -76,18 +109,33 @@ pub enum Calibration {
 }
 
 impl Calibration {
-    /// Fits `method` on `(raw, teacher)` pairs of normalised scores. Returns `Identity` when
-    /// there is too little data for the method (fewer than 2 pairs, or constant raw scores
-    /// for a line).
+    /// Fits `method` on `(raw, teacher)` pairs of normalised scores, with no rounding
+    /// afterwards. Returns `Identity` when there is too little data for the method (fewer
+    /// than 2 pairs, or constant raw scores for a line).
     pub fn fit(method: CalibrationMethod, pairs: &[(f64, f64)]) -> Self {
-        let pairs: Vec<(f64, f64)> = pairs
+        let points: Vec<GridPoint> = pairs
+            .iter()
+            .map(|&(raw, teacher)| GridPoint {
+                raw,
+                teacher,
+                step: 0.0,
+            })
+            .collect();
+        Self::fit_on_grid(method, &points)
+    }
+
+    /// Fits `method` on points whose calibrated score is rounded to a mark step afterwards
+    /// (see the module docs: the shift minimises the error after rounding).
+    pub fn fit_on_grid(method: CalibrationMethod, points: &[GridPoint]) -> Self {
+        let points: Vec<GridPoint> = points
             .iter()
             .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .filter(|p| p.raw.is_finite() && p.teacher.is_finite() && p.step.is_finite())
             .collect();
+        let pairs: Vec<(f64, f64)> = points.iter().map(|p| (p.raw, p.teacher)).collect();
         match method {
             CalibrationMethod::None => Self::Identity,
-            CalibrationMethod::Shift => fit_shift(&pairs).unwrap_or_default(),
+            CalibrationMethod::Shift => fit_shift(&points).unwrap_or_default(),
             CalibrationMethod::Linear => fit_linear(&pairs).unwrap_or_default(),
             CalibrationMethod::Isotonic => fit_isotonic(&pairs).unwrap_or_default(),
         }
@@ -134,12 +182,49 @@ impl Calibration {
     }
 }
 
-fn fit_shift(pairs: &[(f64, f64)]) -> Option<Calibration> {
-    let n = pairs.len();
+/// Offsets tried by the shift fit: every hundredth from −1 to +1.
+const SHIFT_GRID: i32 = 100;
+
+fn fit_shift(points: &[GridPoint]) -> Option<Calibration> {
+    let n = points.len();
     if n < 2 {
         return None;
     }
-    let offset = pairs.iter().map(|(x, y)| y - x).sum::<f64>() / n as f64;
+    let mean = points.iter().map(|p| p.teacher - p.raw).sum::<f64>() / n as f64;
+    if points.iter().all(|p| p.step <= 0.0) {
+        return Some(Calibration::Shift { offset: mean, n });
+    }
+    let error = |offset: f64| -> f64 {
+        points
+            .iter()
+            .map(|p| (p.rounded(p.raw + offset) - p.teacher).abs())
+            .sum::<f64>()
+    };
+    let offsets: Vec<f64> = (-SHIFT_GRID..=SHIFT_GRID)
+        .map(|i| f64::from(i) / f64::from(SHIFT_GRID))
+        .collect();
+    let errors: Vec<f64> = offsets.iter().map(|&o| error(o)).collect();
+    let best = errors.iter().copied().fold(f64::INFINITY, f64::min);
+    // The best offsets form one or more ranges; take the middle of the range nearest to no
+    // shift, so the map sits as far from a rounding boundary as the sample allows.
+    let tied: Vec<usize> = (0..offsets.len())
+        .filter(|&i| errors[i] <= best + 1e-9)
+        .collect();
+    let ranges = tied.chunk_by(|a, b| b - a == 1);
+    let middle = |range: &[usize]| offsets[range[range.len() / 2]];
+    let offset = ranges
+        .map(|range| {
+            let lo = offsets[range[0]];
+            let hi = offsets[range[range.len() - 1]];
+            let distance = if lo <= 0.0 && hi >= 0.0 {
+                0.0
+            } else {
+                lo.abs().min(hi.abs())
+            };
+            (distance, middle(range))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or(mean, |(_, offset)| offset);
     Some(Calibration::Shift { offset, n })
 }
 
@@ -274,6 +359,52 @@ mod tests {
         assert_eq!(cal.apply(1.0), 1.0, "clipped at full marks");
         assert!(cal.apply(0.2) < cal.apply(0.3), "order kept");
         assert_eq!(cal.describe(), "shift +0.250 (fitted on 4)");
+    }
+
+    #[test]
+    fn a_shift_on_a_mark_grid_moves_past_the_rounding_boundary() {
+        // Four full answers marked ¾, one ¾ answer marked ¾, a blank marked 0, on a quarter
+        // grid. The mean gap (+0.167) would still round ¾ + 0.167 down to ¾; the fit on the
+        // grid picks the middle of the offsets that round those answers up without lifting
+        // the blank to ½.
+        let point = |raw, teacher| GridPoint {
+            raw,
+            teacher,
+            step: 0.25,
+        };
+        let mut points = vec![point(0.75, 1.0); 4];
+        points.extend([point(0.75, 0.75), point(0.0, 0.0)]);
+        let cal = Calibration::fit_on_grid(CalibrationMethod::Shift, &points);
+        let Calibration::Shift { offset, n } = cal else {
+            panic!("shift expected, got {cal:?}");
+        };
+        assert_eq!(n, 6);
+        assert!((offset - 0.25).abs() < 1e-9, "{offset}");
+        assert_eq!(points[0].rounded(0.75 + offset), 1.0);
+        assert_eq!(points[5].rounded(offset), 0.25);
+        // Without the grid it is the mean gap.
+        let pairs: Vec<(f64, f64)> = points.iter().map(|p| (p.raw, p.teacher)).collect();
+        let plain = Calibration::fit(CalibrationMethod::Shift, &pairs);
+        assert_eq!(plain.describe(), "shift +0.167 (fitted on 6)");
+    }
+
+    #[test]
+    fn a_grid_shift_stays_at_zero_when_no_offset_helps() {
+        // A grader that agrees with the teacher on a half-mark grid of a 2-mark item.
+        let points: Vec<GridPoint> = [0.0, 0.25, 0.5, 0.75, 1.0]
+            .into_iter()
+            .map(|v| GridPoint {
+                raw: v,
+                teacher: v,
+                step: 0.25,
+            })
+            .collect();
+        let cal = Calibration::fit_on_grid(CalibrationMethod::Shift, &points);
+        assert_eq!(
+            cal,
+            Calibration::Shift { offset: 0.0, n: 5 },
+            "the middle of the zero-error range around no shift"
+        );
     }
 
     #[test]

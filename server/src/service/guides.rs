@@ -20,8 +20,8 @@ use entity::enums::{GuideStatus, JobKind};
 use entity::{guide_items, guides, jobs, uploads};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, Iterable,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -434,14 +434,19 @@ pub async fn get(
 }
 
 /// The caller's guides, newest first, after the guide with id `before` (a cursor);
-/// fetches `limit` rows.
-pub async fn list(
+/// fetches `limit` rows. The rows' `text` is left empty: a guide's text can run to hundreds
+/// of kilobytes and a list rarely shows it (read it with [`text`] when it does).
+pub async fn list_without_text(
     db: &DatabaseConnection,
     user_id: i32,
     before: Option<i32>,
     limit: u64,
 ) -> Result<Vec<guides::Model>, GuideError> {
-    let mut query = guides::Entity::find().filter(guides::Column::UserId.eq(user_id));
+    let mut query = guides::Entity::find()
+        .select_only()
+        .columns(guides::Column::iter().filter(|c| !matches!(c, guides::Column::Text)))
+        .column_as(Expr::val(""), "text")
+        .filter(guides::Column::UserId.eq(user_id));
     if let Some(before) = before {
         query = query.filter(guides::Column::Id.lt(before));
     }
@@ -450,6 +455,18 @@ pub async fn list(
         .limit(limit)
         .all(db)
         .await?)
+}
+
+/// The text of one of the caller's guides.
+pub async fn text(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<String, GuideError> {
+    let text: Option<String> = guides::Entity::find_by_id(id)
+        .select_only()
+        .column(guides::Column::Text)
+        .filter(guides::Column::UserId.eq(user_id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    text.ok_or(GuideError::NotFound(id))
 }
 
 /// How many guides the caller has.

@@ -31,8 +31,8 @@ use entity::{job_events, jobs};
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
-    Statement, TransactionTrait,
+    DbErr, EntityTrait, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    Set, SqlErr, Statement, TransactionTrait,
 };
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch, Notify};
@@ -221,7 +221,18 @@ pub async fn get(db: &DatabaseConnection, user_id: i32, id: i32) -> Result<jobs:
         .ok_or(JobError::NotFound(id))
 }
 
-/// The caller's jobs, newest first, optionally of one kind or for one guide.
+/// `select` with the `checkpoint` column read as NULL: a training job's checkpoint (its
+/// cached grades and state) can be large, and only the worker that resumes the job reads it,
+/// never a list or the API.
+pub fn without_checkpoint(select: Select<jobs::Entity>) -> Select<jobs::Entity> {
+    select
+        .select_only()
+        .columns(jobs::Column::iter().filter(|c| !matches!(c, jobs::Column::Checkpoint)))
+        .column_as(Expr::cust("NULL"), "checkpoint")
+}
+
+/// The caller's jobs, newest first, optionally of one kind or for one guide (without their
+/// checkpoints: [`without_checkpoint`]).
 pub async fn list(
     db: &DatabaseConnection,
     user_id: i32,
@@ -229,7 +240,8 @@ pub async fn list(
     guide_id: Option<i32>,
     limit: u64,
 ) -> Result<Vec<jobs::Model>, JobError> {
-    let mut query = jobs::Entity::find().filter(jobs::Column::UserId.eq(user_id));
+    let mut query =
+        without_checkpoint(jobs::Entity::find()).filter(jobs::Column::UserId.eq(user_id));
     if let Some(kind) = kind {
         query = query.filter(jobs::Column::Kind.eq(kind));
     }

@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use tracing::instrument;
 
 use crate::error::{AppError, ErrorCode};
-use crate::grading::calibration::{Calibration, CalibrationMethod};
+use crate::grading::calibration::{Calibration, CalibrationMethod, GridPoint};
 use crate::grading::ensemble::{EngineAgreement, EnsembleConfig, EnsembleWeights};
 use crate::grading::grader::{
     grading_items, llm_params, scored_answers, shared_embedder, GraderConfig, GradingContext,
@@ -170,7 +170,7 @@ impl Default for TrainingParams {
             exemplars: 0,
             max_exemplars: 4,
             calibration: CalibrationMethod::Shift,
-            calibration_sample: 12,
+            calibration_sample: 40,
             validation_limit: None,
             gradient_epochs: 5,
             learning_rate: sim.learning_rate,
@@ -866,7 +866,7 @@ impl LlmTrainer {
         method: CalibrationMethod,
         guard: &mut Guard,
     ) -> Result<Calibration, Stop> {
-        let mut pairs = Vec::new();
+        let mut points = Vec::new();
         for answer in self.calibration_sample.clone() {
             let raw = self
                 .raw(
@@ -878,12 +878,17 @@ impl LlmTrainer {
                 )
                 .await?;
             let item = data.item(answer.item_id)?;
-            pairs.push((
-                item.normalise(raw.raw_marks),
-                item.normalise(answer.teacher_score.unwrap_or_default()),
-            ));
+            points.push(GridPoint {
+                raw: item.normalise(raw.raw_marks),
+                teacher: item.normalise(answer.teacher_score.unwrap_or_default()),
+                step: if item.max_marks > 0.0 {
+                    item.mark_step / item.max_marks
+                } else {
+                    0.0
+                },
+            });
         }
-        Ok(Calibration::fit(method, &pairs))
+        Ok(Calibration::fit_on_grid(method, &points))
     }
 
     /// Realises a proposal into a candidate config.

@@ -55,7 +55,7 @@ impl GuideQuery {
             .transpose()
             .gql()?;
         let limit = first as u64;
-        let mut rows = guides::list(db, auth.user_id, before, limit + 1)
+        let mut rows = guides::list_without_text(db, auth.user_id, before, limit + 1)
             .await
             .gql()?;
         let has_next = rows.len() as u64 > limit;
@@ -69,7 +69,7 @@ impl GuideQuery {
         );
         connection.edges.extend(
             rows.into_iter()
-                .map(|guide| Edge::new(guide.id.to_string(), Guide::from(guide))),
+                .map(|guide| Edge::new(guide.id.to_string(), Guide::listed(guide))),
         );
         Ok(connection)
     }

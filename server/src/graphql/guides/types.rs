@@ -11,6 +11,7 @@ use entity::{guide_items, guides};
 use crate::error::{AppError, GqlResultExt};
 use crate::graphql::jobs::types::Job;
 use crate::graphql::loaders::{GuideItemsLoader, LatestJobKey, LatestJobLoader};
+use crate::graphql::state;
 use crate::ingest::{Criterion, ExtractedItem};
 use crate::service::guides::{self as service, ExtractionMethod as ServiceMethod, ItemPatch};
 
@@ -65,8 +66,9 @@ pub struct Guide {
     pub mime: Option<String>,
     /// Lowercase hex SHA-256 of the normalised text (what duplicate detection compares).
     pub content_sha256: String,
-    /// The guide's text as extracted and normalised.
-    pub text: String,
+    /// The text when it was read with the row (see [`Guide::listed`]).
+    #[graphql(skip)]
+    pub text: Option<String>,
     /// Where item extraction is.
     pub status: GuideStatus,
     /// Why the last extraction failed.
@@ -91,7 +93,7 @@ impl From<guides::Model> for Guide {
             filename: guide.filename,
             mime: guide.mime,
             content_sha256: guide.content_sha256,
-            text: guide.text,
+            text: Some(guide.text),
             status: guide.status.into(),
             error: guide.error,
             created_at: guide.created_at,
@@ -100,8 +102,28 @@ impl From<guides::Model> for Guide {
     }
 }
 
+impl Guide {
+    /// A guide from a list row, whose text was not read: `text` reads it when asked for.
+    pub fn listed(guide: guides::Model) -> Self {
+        Self {
+            text: None,
+            ..Self::from(guide)
+        }
+    }
+}
+
 #[ComplexObject]
 impl Guide {
+    /// The guide's text as extracted and normalised.
+    async fn text(&self, ctx: &Context<'_>) -> Result<String> {
+        match &self.text {
+            Some(text) => Ok(text.clone()),
+            None => service::text(&state(ctx)?.db, self.user_id, self.db_id)
+                .await
+                .gql(),
+        }
+    }
+
     /// The guide's items in order.
     async fn items(&self, ctx: &Context<'_>) -> Result<Vec<GuideItem>> {
         Ok(self

@@ -93,7 +93,7 @@ pub struct TrainingInput {
     #[graphql(default_with = "CalibrationMethod::Shift")]
     pub calibration: CalibrationMethod,
     /// Train answers graded to fit a calibration.
-    #[graphql(default = 12, validator(minimum = 0, maximum = 500))]
+    #[graphql(default = 40, validator(minimum = 0, maximum = 500))]
     pub calibration_sample: i32,
     /// Grade at most this many validation answers (a stratified subset).
     #[graphql(validator(minimum = 1))]
