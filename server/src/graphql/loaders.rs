@@ -80,7 +80,7 @@ impl Loader<LatestJobKey> for LatestJobLoader {
 
 /// The newest job (of `kind`) of each of these guides, by guide id, in one statement and
 /// without checkpoints.
-pub async fn latest_jobs(
+async fn latest_jobs(
     db: &DatabaseConnection,
     guide_ids: &[i32],
     kind: Option<JobKind>,
