@@ -14,11 +14,16 @@
 //! Marks are rounded to the item's mark step after calibration, so a fit that ignores the
 //! rounding can change nothing: a grader that gives ¾ to full answers, corrected by the mean
 //! gap of +0.10, still rounds to ¾ on a quarter-mark grid. When the sample's points carry
-//! their mark step ([`Calibration::fit_on_grid`]), the shift is the offset that minimises the
-//! mean absolute error of the *rounded* marks on the sample (the middle of the best range,
-//! since that error is flat between rounding boundaries), which is what the teacher sees.
+//! their mark step ([`Calibration::fit_on_grid`]), the shift is judged on the *rounded* marks,
+//! which is what the teacher sees, and by the training keep rule's own criterion: the highest
+//! QWK of the rounded marks on the sample, then the lowest mean absolute error (the middle of
+//! the best range, since both are flat between rounding boundaries). The error alone would
+//! be a poor criterion: on a sample where most answers earn full marks it is lowest when
+//! every answer gets full marks, a map with no ranking left that validation then rejects.
 
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::{bin_quarters, quadratic_weighted_kappa_in, NORMALISED_BINS};
 
 /// Which calibration a training job fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -82,7 +87,7 @@ pub enum Calibration {
     /// `raw + offset`, clipped to 0..1.
     Shift {
         /// Added to the raw score: the mean gap `teacher − raw`, or with rounding the offset
-        /// that minimises the error after rounding.
+        /// with the best agreement after rounding (QWK, then mean absolute error).
         offset: f64,
         /// Pairs it was fitted on.
         n: usize,
@@ -194,21 +199,39 @@ fn fit_shift(points: &[GridPoint]) -> Option<Calibration> {
     if points.iter().all(|p| p.step <= 0.0) {
         return Some(Calibration::Shift { offset: mean, n });
     }
-    let error = |offset: f64| -> f64 {
-        points
+    let teacher_bins = bin_quarters(&points.iter().map(|p| p.teacher).collect::<Vec<_>>());
+    // Each offset is scored as the keep rule scores an epoch: QWK of the rounded marks over
+    // the quarter bins (undefined counts as 0), then their mean absolute error.
+    let score = |offset: f64| -> (f64, f64) {
+        let marks: Vec<f64> = points.iter().map(|p| p.rounded(p.raw + offset)).collect();
+        let qwk = quadratic_weighted_kappa_in(
+            &teacher_bins,
+            &bin_quarters(&marks),
+            0,
+            NORMALISED_BINS as i64 - 1,
+        )
+        .unwrap_or(0.0);
+        let error = points
             .iter()
-            .map(|p| (p.rounded(p.raw + offset) - p.teacher).abs())
-            .sum::<f64>()
+            .zip(&marks)
+            .map(|(p, m)| (m - p.teacher).abs())
+            .sum::<f64>();
+        (qwk, error)
     };
     let offsets: Vec<f64> = (-SHIFT_GRID..=SHIFT_GRID)
         .map(|i| f64::from(i) / f64::from(SHIFT_GRID))
         .collect();
-    let errors: Vec<f64> = offsets.iter().map(|&o| error(o)).collect();
-    let best = errors.iter().copied().fold(f64::INFINITY, f64::min);
+    let scores: Vec<(f64, f64)> = offsets.iter().map(|&o| score(o)).collect();
+    let best_qwk = scores.iter().map(|s| s.0).fold(f64::NEG_INFINITY, f64::max);
+    let best_error = scores
+        .iter()
+        .filter(|s| s.0 >= best_qwk - 1e-9)
+        .map(|s| s.1)
+        .fold(f64::INFINITY, f64::min);
     // The best offsets form one or more ranges; take the middle of the range nearest to no
     // shift, so the map sits as far from a rounding boundary as the sample allows.
     let tied: Vec<usize> = (0..offsets.len())
-        .filter(|&i| errors[i] <= best + 1e-9)
+        .filter(|&i| scores[i].0 >= best_qwk - 1e-9 && scores[i].1 <= best_error + 1e-9)
         .collect();
     let ranges = tied.chunk_by(|a, b| b - a == 1);
     let middle = |range: &[usize]| offsets[range[range.len() / 2]];
@@ -386,6 +409,35 @@ mod tests {
         let pairs: Vec<(f64, f64)> = points.iter().map(|p| (p.raw, p.teacher)).collect();
         let plain = Calibration::fit(CalibrationMethod::Shift, &pairs);
         assert_eq!(plain.describe(), "shift +0.167 (fitted on 6)");
+    }
+
+    #[test]
+    fn a_grid_shift_keeps_the_ranking_rather_than_lifting_everything_to_full_marks() {
+        // Eight full answers marked ¼ and two blanks marked 0. Every answer to full marks
+        // (+0.75 and up) has the lowest error but ranks the blanks with the full answers'
+        // neighbours; the fit prefers the offsets with the best QWK, which keep the blanks
+        // two steps below the full answers.
+        let point = |raw, teacher| GridPoint {
+            raw,
+            teacher,
+            step: 0.25,
+        };
+        let mut points = vec![point(0.25, 1.0); 8];
+        points.extend([point(0.0, 0.0); 2]);
+        let error = |offset: f64| -> f64 {
+            points
+                .iter()
+                .map(|p| (p.rounded(p.raw + offset) - p.teacher).abs())
+                .sum()
+        };
+        assert!(error(0.8) < error(0.5), "the error alone would pick +0.8");
+        let cal = Calibration::fit_on_grid(CalibrationMethod::Shift, &points);
+        let Calibration::Shift { offset, .. } = cal else {
+            panic!("shift expected, got {cal:?}");
+        };
+        assert!((0.37..=0.63).contains(&offset), "{offset}");
+        assert_eq!(points[0].rounded(0.25 + offset), 0.75);
+        assert_eq!(points[9].rounded(offset), 0.5);
     }
 
     #[test]
