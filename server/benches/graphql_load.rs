@@ -10,9 +10,14 @@
 //! equal the server's), so the table separates what GradeLab's own work costs from what
 //! executing a GraphQL response of this size costs.
 //!
+//! The page is read by one teacher (the issue's figure), then by `BENCH_TEACHERS` teachers
+//! in turn, each with their own guides: concurrent reads of the *same* page share one
+//! database read, so the second row shows what the read costs when they cannot.
+//!
 //! `cargo bench -p gradelab-server --bench graphql_load`. Settings: `BENCH_SECONDS`
 //! (default 10 per endpoint), `BENCH_CONNECTIONS` (default 16), `BENCH_GUIDES` (default 20,
-//! 5 items each). Server and load generator share this machine's cores.
+//! 5 items each), `BENCH_TEACHERS` (default 8). Server and load generator share this
+//! machine's cores.
 
 #[path = "../../tests/scale/cluster.rs"]
 mod cluster;
@@ -126,9 +131,10 @@ fn wrk(url: &str, script: Option<&Path>, seconds: u64, connections: u64) -> anyh
     parse_wrk(&text)
 }
 
-/// Creates `guides` guides of five items, each with an extraction job, for one teacher.
-async fn seed(server: &Replica, guides: usize) -> anyhow::Result<String> {
-    let token = server.sign_up("Load").await?;
+/// Signs up a teacher and creates `guides` guides of five items for them, each with an
+/// extraction job.
+async fn seed(server: &Replica, name: &str, guides: usize) -> anyhow::Result<String> {
+    let token = server.sign_up(name).await?;
     for g in 0..guides {
         let text: String = (1..=5)
             .map(|q| {
@@ -189,20 +195,38 @@ fn main() -> anyhow::Result<()> {
         workers: 1,
         lease_secs: 30,
     };
-    let (server, token) = runtime.block_on(async {
+    let teachers: usize = env_or("BENCH_TEACHERS", 8);
+    let (server, token, others) = runtime.block_on(async {
         let server = Replica::start(&config, "load").await?;
-        let token = seed(&server, guides).await?;
-        anyhow::Ok((server, token))
+        let token = seed(&server, "Load", guides).await?;
+        let others = futures::future::try_join_all((1..=teachers).map(|n| {
+            let server = &server;
+            async move { seed(server, &format!("Teacher {n}"), guides).await }
+        }))
+        .await?;
+        anyhow::Ok((server, token, others))
     })?;
 
-    let script = data.path().join("guides.lua");
     let body = json!({ "query": QUERY }).to_string();
+    // A Lua long string: the JSON needs no escaping inside it.
+    let request = format!(
+        "wrk.method = \"POST\"\nwrk.body = [==[{body}]==]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+    );
+    let script = data.path().join("guides.lua");
     std::fs::write(
         &script,
+        format!("{request}wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"),
+    )?;
+    // Each request as the next teacher in turn.
+    let rotating = data.path().join("teachers.lua");
+    let tokens: Vec<String> = others.iter().map(|t| format!("\"{t}\"")).collect();
+    std::fs::write(
+        &rotating,
         format!(
-            "wrk.method = \"POST\"\nwrk.body = {}\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n",
-            // A Lua long string: the JSON needs no escaping inside it.
-            format_args!("[==[{body}]==]")
+            "{request}local tokens = {{{}}}\nlocal turn = 0\nrequest = function()\n  \
+             turn = turn % #tokens + 1\n  wrk.headers[\"Authorization\"] = \"Bearer \" .. tokens[turn]\n  \
+             return wrk.format()\nend\n",
+            tokens.join(", ")
         ),
     )?;
 
@@ -233,6 +257,24 @@ fn main() -> anyhow::Result<()> {
     )?;
     if read.non_2xx > 0 {
         bail!("{} GraphQL requests failed", read.non_2xx);
+    }
+    wrk(
+        &format!("{}/graphql", server.base_url),
+        Some(&rotating),
+        2,
+        connections,
+    )?;
+    let mixed = wrk(
+        &format!("{}/graphql", server.base_url),
+        Some(&rotating),
+        seconds,
+        connections,
+    )?;
+    if mixed.non_2xx > 0 {
+        bail!(
+            "{} GraphQL requests of several teachers failed",
+            mixed.non_2xx
+        );
     }
 
     // The framework's ceiling: the same answer from memory, measured while the server idles.
@@ -270,6 +312,7 @@ fn main() -> anyhow::Result<()> {
     for (name, load) in [
         ("GET /healthz (ceiling)", &health),
         ("POST /graphql guides page", &read),
+        (&*format!("the same, {teachers} teachers in turn"), &mixed),
         ("same answer from memory, same framework (no DB)", &ceiling),
     ] {
         println!(

@@ -766,6 +766,74 @@ async fn guides_are_listed_newest_first_in_pages() {
 }
 
 #[tokio::test]
+async fn lists_read_at_the_same_moment_by_several_users_are_each_their_own() {
+    // Concurrent list reads are batched into one statement for all callers; each caller
+    // must still get exactly their own page.
+    let (app, _) = spawn_with_db(|_| {}).await;
+    let alice = app.sign_up("Alice").await;
+    let bob = app.sign_up("Bob").await;
+    let carol = app.sign_up("Carol").await;
+    for (user, titles) in [
+        (&alice, ["A1", "A2", "A3"].as_slice()),
+        (&bob, &["B1", "B2"]),
+    ] {
+        for (n, title) in titles.iter().enumerate() {
+            from_text(
+                &app,
+                &user.token,
+                title,
+                &format!("{WELL_FORMED}\n{title} {n}"),
+                "PARSER",
+            )
+            .await
+            .ok();
+        }
+    }
+    let query = "query($first: Int!, $after: String) { guides(first: $first, after: $after) { pageInfo { hasNextPage endCursor } edges { node { title } } } }";
+    let first = app
+        .graphql(Some(&alice.token), query, json!({ "first": 2 }))
+        .await
+        .ok();
+    let cursor = first["guides"]["pageInfo"]["endCursor"].clone();
+    let asks = [
+        (&alice.token, json!({ "first": 2 }), vec!["A3", "A2"]),
+        (
+            &alice.token,
+            json!({ "first": 2, "after": cursor }),
+            vec!["A1"],
+        ),
+        (&alice.token, json!({ "first": 20 }), vec!["A3", "A2", "A1"]),
+        (&bob.token, json!({ "first": 20 }), vec!["B2", "B1"]),
+        (&bob.token, json!({ "first": 1 }), vec!["B2"]),
+        (&carol.token, json!({ "first": 20 }), vec![]),
+    ];
+    let reads = asks
+        .iter()
+        .cycle()
+        .take(asks.len() * 4)
+        .map(|(token, variables, _)| app.graphql(Some(token), query, variables.clone()));
+    let answers = futures::future::join_all(reads).await;
+    for (answer, (_, variables, expected)) in answers.into_iter().zip(asks.iter().cycle()) {
+        let data = answer.ok();
+        let titles: Vec<&str> = data["guides"]["edges"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .filter_map(|e| e["node"]["title"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(&titles, expected, "{variables}");
+        let more =
+            variables["first"] == 1 || (variables["first"] == 2 && variables["after"].is_null());
+        assert_eq!(
+            data["guides"]["pageInfo"]["hasNextPage"], more,
+            "{variables}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn extraction_progress_is_pushed_to_subscribers() {
     let (app, _) = spawn_with_db(|_| {}).await;
     let alice = app.sign_up("Alice").await;

@@ -94,6 +94,7 @@ pub fn build_schema(state: AppState) -> CodedSchema {
         schema_builder()
             .limit_depth(limits.max_depth)
             .limit_complexity(limits.max_complexity)
+            .data(loaders::guide_page_loader(&state.db))
             .data(loaders::items_loader(&state.db))
             .data(loaders::latest_job_loader(&state.db))
             .data(state)

@@ -18,10 +18,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use entity::enums::{GuideStatus, JobKind};
 use entity::{guide_items, guides, jobs, uploads};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Alias, Asterisk, Expr, Query, UnionType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, Iterable,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    FromQueryResult, Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    Set, SqlErr, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -433,28 +434,79 @@ pub async fn get(
         .ok_or(GuideError::NotFound(id))
 }
 
-/// The caller's guides, newest first, after the guide with id `before` (a cursor);
-/// fetches `limit` rows. The rows' `text` is left empty: a guide's text can run to hundreds
-/// of kilobytes and a list rarely shows it (read it with [`text`] when it does).
-pub async fn list_without_text(
+/// One page of a user's guides: newest first, after the guide with id `before` (a cursor),
+/// at most `limit` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GuidePage {
+    /// Whose guides.
+    pub user_id: i32,
+    /// Only guides with a smaller id (the cursor of the previous page's last guide).
+    pub before: Option<i32>,
+    /// Rows to fetch.
+    pub limit: u64,
+}
+
+/// Pages of guides in at most this many per statement (SQLite allows 500 terms in a
+/// compound select).
+const PAGES_PER_STATEMENT: usize = 100;
+
+/// The column that tells which page of a batch a row belongs to.
+const PAGE_TAG: &str = "page_tag";
+
+/// Several pages of guides (of one user or many) in one statement: a `UNION ALL` of one
+/// select per page, each walking the `(user_id, id)` index and stopping at its limit, so a
+/// batch of page loads costs one round trip however many users it spans. The rows' `text`
+/// is left empty: a guide's text can run to hundreds of kilobytes and a list rarely shows
+/// it (read it with [`text`] when it does).
+pub async fn pages_without_text(
     db: &DatabaseConnection,
-    user_id: i32,
-    before: Option<i32>,
-    limit: u64,
-) -> Result<Vec<guides::Model>, GuideError> {
-    let mut query = guides::Entity::find()
-        .select_only()
-        .columns(guides::Column::iter().filter(|c| !matches!(c, guides::Column::Text)))
-        .column_as(Expr::val(""), "text")
-        .filter(guides::Column::UserId.eq(user_id));
-    if let Some(before) = before {
-        query = query.filter(guides::Column::Id.lt(before));
+    pages: &[GuidePage],
+) -> Result<HashMap<GuidePage, Vec<guides::Model>>, GuideError> {
+    let backend = db.get_database_backend();
+    let mut found: HashMap<GuidePage, Vec<guides::Model>> = HashMap::new();
+    for batch in pages.chunks(PAGES_PER_STATEMENT) {
+        let mut selects = batch.iter().zip(0i32..).map(|(page, tag)| {
+            let mut one = guides::Entity::find()
+                .select_only()
+                .columns(guides::Column::iter().filter(|c| !matches!(c, guides::Column::Text)))
+                .column_as(Expr::val(""), "text")
+                .column_as(Expr::val(tag), PAGE_TAG)
+                .filter(guides::Column::UserId.eq(page.user_id));
+            if let Some(before) = page.before {
+                one = one.filter(guides::Column::Id.lt(before));
+            }
+            let one = one
+                .order_by_desc(guides::Column::Id)
+                .limit(page.limit)
+                .into_query();
+            // Wrapped, because SQLite takes ORDER BY and LIMIT only at the end of a compound.
+            Query::select()
+                .column(Asterisk)
+                .from_subquery(one, Alias::new(format!("page{tag}")))
+                .to_owned()
+        });
+        let Some(mut statement) = selects.next() else {
+            continue;
+        };
+        for select in selects {
+            statement.union(UnionType::All, select);
+        }
+        for row in db.query_all(backend.build(&statement)).await? {
+            let tag: i32 = row.try_get("", PAGE_TAG)?;
+            let page = usize::try_from(tag)
+                .ok()
+                .and_then(|tag| batch.get(tag))
+                .ok_or_else(|| DbErr::Custom(format!("unexpected page tag {tag}")))?;
+            found
+                .entry(*page)
+                .or_default()
+                .push(guides::Model::from_query_result(&row, "")?);
+        }
     }
-    Ok(query
-        .order_by_desc(guides::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?)
+    for rows in found.values_mut() {
+        rows.sort_unstable_by_key(|row| std::cmp::Reverse(row.id));
+    }
+    Ok(found)
 }
 
 /// The text of one of the caller's guides.

@@ -1,12 +1,14 @@
 //! Guide queries.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Object, Result, ID};
 
 use super::types::Guide;
 use crate::error::{AppError, GqlResultExt};
+use crate::graphql::loaders::GuidePageLoader;
 use crate::graphql::{parse_id, require_user, state};
-use crate::service::guides;
+use crate::service::guides::{self, GuidePage};
 
 /// Extra fields on the guide list.
 pub struct GuideConnectionFields {
@@ -45,7 +47,6 @@ impl GuideQuery {
         after: Option<String>,
     ) -> Result<Connection<String, Guide, GuideConnectionFields, EmptyFields>> {
         let auth = require_user(ctx)?;
-        let db = &state(ctx)?.db;
         let before = after
             .map(|cursor| {
                 cursor
@@ -55,9 +56,19 @@ impl GuideQuery {
             .transpose()
             .gql()?;
         let limit = first as u64;
-        let mut rows = guides::list_without_text(db, auth.user_id, before, limit + 1)
+        let page = GuidePage {
+            user_id: auth.user_id,
+            before,
+            limit: limit + 1,
+        };
+        let mut rows = ctx
+            .data::<DataLoader<GuidePageLoader>>()?
+            .load_one(page)
             .await
-            .gql()?;
+            .map_err(|err| AppError::internal(anyhow::anyhow!("loading guides: {err}")))
+            .gql()?
+            .map(|rows| rows.to_vec())
+            .unwrap_or_default();
         let has_next = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
         let mut connection = Connection::with_additional_fields(
