@@ -131,6 +131,21 @@ fn wrk(url: &str, script: Option<&Path>, seconds: u64, connections: u64) -> anyh
     parse_wrk(&text)
 }
 
+/// A 2-second warm-up, then the measured run; any failed request fails the bench.
+fn measure(
+    url: &str,
+    script: Option<&Path>,
+    seconds: u64,
+    connections: u64,
+) -> anyhow::Result<Load> {
+    wrk(url, script, 2, connections)?;
+    let load = wrk(url, script, seconds, connections)?;
+    if load.non_2xx > 0 {
+        bail!("{} requests to {url} failed", load.non_2xx);
+    }
+    Ok(load)
+}
+
 /// Signs up a teacher and creates `guides` guides of five items for them, each with an
 /// extraction job.
 async fn seed(server: &Replica, name: &str, guides: usize) -> anyhow::Result<String> {
@@ -230,52 +245,15 @@ fn main() -> anyhow::Result<()> {
         ),
     )?;
 
-    // Warm-up, then the two measured runs.
-    wrk(
-        &format!("{}/healthz", server.base_url),
-        None,
-        2,
-        connections,
-    )?;
-    let health = wrk(
+    let graphql = format!("{}/graphql", server.base_url);
+    let health = measure(
         &format!("{}/healthz", server.base_url),
         None,
         seconds,
         connections,
     )?;
-    wrk(
-        &format!("{}/graphql", server.base_url),
-        Some(&script),
-        2,
-        connections,
-    )?;
-    let read = wrk(
-        &format!("{}/graphql", server.base_url),
-        Some(&script),
-        seconds,
-        connections,
-    )?;
-    if read.non_2xx > 0 {
-        bail!("{} GraphQL requests failed", read.non_2xx);
-    }
-    wrk(
-        &format!("{}/graphql", server.base_url),
-        Some(&rotating),
-        2,
-        connections,
-    )?;
-    let mixed = wrk(
-        &format!("{}/graphql", server.base_url),
-        Some(&rotating),
-        seconds,
-        connections,
-    )?;
-    if mixed.non_2xx > 0 {
-        bail!(
-            "{} GraphQL requests of several teachers failed",
-            mixed.non_2xx
-        );
-    }
+    let read = measure(&graphql, Some(&script), seconds, connections)?;
+    let mixed = measure(&graphql, Some(&rotating), seconds, connections)?;
 
     // The framework's ceiling: the same answer from memory, measured while the server idles.
     let expected = runtime.block_on(server.graphql(Some(&token), QUERY, json!({})))?;
@@ -298,12 +276,12 @@ fn main() -> anyhow::Result<()> {
             answer["data"]
         );
     }
-    let ceiling_url = format!("http://{ceiling_addr}/graphql");
-    wrk(&ceiling_url, Some(&script), 2, connections)?;
-    let ceiling = wrk(&ceiling_url, Some(&script), seconds, connections)?;
-    if ceiling.non_2xx > 0 {
-        bail!("{} in-memory GraphQL requests failed", ceiling.non_2xx);
-    }
+    let ceiling = measure(
+        &format!("http://{ceiling_addr}/graphql"),
+        Some(&script),
+        seconds,
+        connections,
+    )?;
 
     println!("\nGraphQL read path on SQLite: {guides} guides x 5 items, first 20 with items and latest job");
     println!("wrk -t1 -c{connections} -d{seconds}s, server and generator on this machine\n");

@@ -714,6 +714,19 @@ async fn the_upload_limit_is_exact() {
     assert!(accepted.errors.is_empty(), "{:?}", accepted.errors);
 }
 
+/// The titles on a `guides` page, in order.
+fn titles(data: &Value) -> Vec<&str> {
+    data["guides"]["edges"]
+        .as_array()
+        .map(|edges| {
+            edges
+                .iter()
+                .filter_map(|e| e["node"]["title"].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn guides_are_listed_newest_first_in_pages() {
     let (app, _) = spawn_with_db(|_| {}).await;
@@ -754,15 +767,7 @@ async fn guides_are_listed_newest_first_in_pages() {
         .await
         .ok();
     assert_eq!(second["guides"]["pageInfo"]["hasNextPage"], false);
-    let titles: Vec<&str> = second["guides"]["edges"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .filter_map(|e| e["node"]["title"].as_str())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(titles, ["Quiz 1"]);
+    assert_eq!(titles(&second), ["Quiz 1"]);
 }
 
 #[tokio::test]
@@ -815,15 +820,7 @@ async fn lists_read_at_the_same_moment_by_several_users_are_each_their_own() {
     let answers = futures::future::join_all(reads).await;
     for (answer, (_, variables, expected)) in answers.into_iter().zip(asks.iter().cycle()) {
         let data = answer.ok();
-        let titles: Vec<&str> = data["guides"]["edges"]
-            .as_array()
-            .map(|e| {
-                e.iter()
-                    .filter_map(|e| e["node"]["title"].as_str())
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert_eq!(&titles, expected, "{variables}");
+        assert_eq!(&titles(&data), expected, "{variables}");
         let more =
             variables["first"] == 1 || (variables["first"] == 2 && variables["after"].is_null());
         assert_eq!(
