@@ -216,7 +216,7 @@ fn main() -> anyhow::Result<()> {
         let token = seed(&server, "Load", guides).await?;
         let others = futures::future::try_join_all((1..=teachers).map(|n| {
             let server = &server;
-            async move { seed(server, &format!("Teacher {n}"), guides).await }
+            async move { seed(server, &format!("Teacher{n}"), guides).await }
         }))
         .await?;
         anyhow::Ok((server, token, others))
