@@ -14,18 +14,11 @@
 //! Marks are rounded to the item's mark step after calibration, so a fit that ignores the
 //! rounding can change nothing: a grader that gives ¾ to full answers, corrected by the mean
 //! gap of +0.10, still rounds to ¾ on a quarter-mark grid. When the sample's points carry
-//! their mark step ([`Calibration::fit_on_grid`]), the shift is judged on the *rounded* marks,
-//! which is what the teacher sees: it is the offset with the lowest mean absolute error of
-//! the rounded marks on the sample among the offsets that do not lower their QWK below the
-//! unshifted grader's (the middle of the best range, since both are flat between rounding
-//! boundaries). The error alone would be a poor criterion: on a sample where most answers
-//! earn full marks it can be lowest when every answer gets full marks, a map with no ranking
-//! left. QWK alone is too coarse the other way: it barely moves for the shifts that turn a
-//! harsh grader's ¾ into the full marks the teacher gave.
+//! their mark step ([`Calibration::fit_on_grid`]), the shift is the offset that minimises the
+//! mean absolute error of the *rounded* marks on the sample (the middle of the best range,
+//! since that error is flat between rounding boundaries), which is what the teacher sees.
 
 use serde::{Deserialize, Serialize};
-
-use crate::metrics::{bin_quarters, quadratic_weighted_kappa_in, NORMALISED_BINS};
 
 /// Which calibration a training job fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -89,7 +82,7 @@ pub enum Calibration {
     /// `raw + offset`, clipped to 0..1.
     Shift {
         /// Added to the raw score: the mean gap `teacher − raw`, or with rounding the offset
-        /// with the lowest error after rounding that keeps the sample's QWK.
+        /// that minimises the error after rounding.
         offset: f64,
         /// Pairs it was fitted on.
         n: usize,
@@ -201,40 +194,21 @@ fn fit_shift(points: &[GridPoint]) -> Option<Calibration> {
     if points.iter().all(|p| p.step <= 0.0) {
         return Some(Calibration::Shift { offset: mean, n });
     }
-    let teacher_bins = bin_quarters(&points.iter().map(|p| p.teacher).collect::<Vec<_>>());
-    // Each offset's rounded marks are scored as the keep rule scores an epoch: QWK over the
-    // quarter bins (undefined counts as 0) and the absolute error.
-    let score = |offset: f64| -> (f64, f64) {
-        let marks: Vec<f64> = points.iter().map(|p| p.rounded(p.raw + offset)).collect();
-        let qwk = quadratic_weighted_kappa_in(
-            &teacher_bins,
-            &bin_quarters(&marks),
-            0,
-            NORMALISED_BINS as i64 - 1,
-        )
-        .unwrap_or(0.0);
-        let error = points
+    let error = |offset: f64| -> f64 {
+        points
             .iter()
-            .zip(&marks)
-            .map(|(p, m)| (m - p.teacher).abs())
-            .sum::<f64>();
-        (qwk, error)
+            .map(|p| (p.rounded(p.raw + offset) - p.teacher).abs())
+            .sum::<f64>()
     };
     let offsets: Vec<f64> = (-SHIFT_GRID..=SHIFT_GRID)
         .map(|i| f64::from(i) / f64::from(SHIFT_GRID))
         .collect();
-    let scores: Vec<(f64, f64)> = offsets.iter().map(|&o| score(o)).collect();
-    // Offsets that keep the ranking at least as the unshifted grader does (0 is one).
-    let unshifted_qwk = score(0.0).0;
-    let keeps = |i: usize| scores[i].0 >= unshifted_qwk - 1e-9;
-    let best_error = (0..offsets.len())
-        .filter(|&i| keeps(i))
-        .map(|i| scores[i].1)
-        .fold(f64::INFINITY, f64::min);
+    let errors: Vec<f64> = offsets.iter().map(|&o| error(o)).collect();
+    let best = errors.iter().copied().fold(f64::INFINITY, f64::min);
     // The best offsets form one or more ranges; take the middle of the range nearest to no
     // shift, so the map sits as far from a rounding boundary as the sample allows.
     let tied: Vec<usize> = (0..offsets.len())
-        .filter(|&i| keeps(i) && scores[i].1 <= best_error + 1e-9)
+        .filter(|&i| errors[i] <= best + 1e-9)
         .collect();
     let ranges = tied.chunk_by(|a, b| b - a == 1);
     let middle = |range: &[usize]| offsets[range[range.len() / 2]];
@@ -412,43 +386,6 @@ mod tests {
         let pairs: Vec<(f64, f64)> = points.iter().map(|p| (p.raw, p.teacher)).collect();
         let plain = Calibration::fit(CalibrationMethod::Shift, &pairs);
         assert_eq!(plain.describe(), "shift +0.167 (fitted on 6)");
-    }
-
-    #[test]
-    fn a_grid_shift_does_not_lift_every_answer_to_full_marks_at_the_cost_of_the_ranking() {
-        // A harsh, noisy grader on a sample where most answers earn full marks: six full
-        // answers marked ¼ or ¾, two half answers marked ½, a blank marked ¼. The lowest
-        // error (+0.63 and up) gives every answer full marks, which leaves no ranking
-        // (QWK 0); the fit takes the lowest error among the offsets that keep QWK at least
-        // the unshifted grader's, and lands in the middle of +0.13..+0.37.
-        let point = |raw, teacher| GridPoint {
-            raw,
-            teacher,
-            step: 0.25,
-        };
-        let mut points = vec![point(0.25, 1.0); 3];
-        points.extend([point(0.75, 1.0); 3]);
-        points.extend([point(0.5, 0.5); 2]);
-        points.push(point(0.25, 0.0));
-        let error = |offset: f64| -> f64 {
-            points
-                .iter()
-                .map(|p| (p.rounded(p.raw + offset) - p.teacher).abs())
-                .sum()
-        };
-        assert!(error(0.8) < error(0.25), "the error alone would pick +0.8");
-        assert!(
-            points.iter().all(|p| p.rounded(p.raw + 0.8) == 1.0),
-            "+0.8 gives every answer full marks"
-        );
-        let cal = Calibration::fit_on_grid(CalibrationMethod::Shift, &points);
-        let Calibration::Shift { offset, .. } = cal else {
-            panic!("shift expected, got {cal:?}");
-        };
-        assert!((offset - 0.25).abs() < 1e-9, "{offset}");
-        assert_eq!(points[0].rounded(0.25 + offset), 0.5);
-        assert_eq!(points[3].rounded(0.75 + offset), 1.0);
-        assert_eq!(points[8].rounded(0.25 + offset), 0.5);
     }
 
     #[test]
