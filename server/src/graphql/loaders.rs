@@ -4,9 +4,10 @@
 //!
 //! The loaders are shared by all requests: the loads of concurrent requests that fall in
 //! the same millisecond go to the database as one query — the guide pages themselves too
-//! (one `UNION ALL` of every caller's page), and requests for the same page share one read. (Loading a page's items and jobs up
-//! front in the list's resolver instead was measured slower under load, 1,040 against 2,040
-//! requests/s, because each request then paid for its own queries.)
+//! (one `UNION ALL` of every caller's page), and requests for the same page share one
+//! read. (Loading a page's items and jobs up front in the list's resolver instead was
+//! measured slower under load, 1,040 against 2,040 requests/s, because each request then
+//! paid for its own queries.)
 //!
 //! The loaders keep no cache (async-graphql's default `NoCache`): they only batch loads that
 //! happen together, so nothing stale is ever served.

@@ -454,8 +454,9 @@ const PAGES_PER_STATEMENT: usize = 100;
 const PAGE_TAG: &str = "page_tag";
 
 /// Several pages of guides (of one user or many) in one statement: a `UNION ALL` of one
-/// select per page, each walking the `(user_id, id)` index and stopping at its limit, so a
-/// batch of page loads costs one round trip however many users it spans. The rows' `text`
+/// select per page, each reading one user's rows (through the index that leads with
+/// `user_id`) under its own limit, so a batch of page loads costs one round trip however
+/// many users it spans. The rows' `text`
 /// is left empty: a guide's text can run to hundreds of kilobytes and a list rarely shows
 /// it (read it with [`text`] when it does).
 pub async fn pages_without_text(
