@@ -106,6 +106,7 @@ async fn hostile_answers_do_not_talk_the_local_model_into_marks() {
             pool: BTreeMap::new(),
         },
         calibration: Calibration::Identity,
+        expected_marks: true,
     };
     let params = h
         .llm

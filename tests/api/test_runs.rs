@@ -27,7 +27,7 @@ pub const RUN: &str = "query($id: ID!) { testRun(id: $id) {
       perItem { itemId label maxMarks agreement { n exact mae qwk } }
       variance { repeats n flipRate meanSpread maxSpread meanSd }
       consistency quality qualityParts { length structure vocabulary coherence overall } reviewCount }
-    answers(first: 1000) { answerId itemId itemLabel studentRef text teacherScore maxMarks score scores spread error rationale feedback consistency quality { overall } }
+    answers(first: 1000) { answerId itemId itemLabel studentRef text teacherScore maxMarks score scores spread error rationale feedback confidence consistency quality { overall } }
     reviewQueue(first: 500) { reasons priority answer { answerId teacherScore score maxMarks spread rationale } } } }";
 
 /// Every event of a job over the subscription, until its final one.
@@ -499,6 +499,11 @@ async fn an_llm_test_run_grades_with_the_real_local_model_and_measures_its_varia
                 .is_some_and(|r| !r.trim().is_empty()),
             "the model explains: {row}"
         );
+        let confidence = f(&row["confidence"]);
+        assert!(
+            (0.0..=1.0).contains(&confidence),
+            "the model's probabilities were read: {row}"
+        );
     }
     check_metrics_match_rows(run);
     assert!(m["variance"]["flipRate"].is_number());
@@ -547,6 +552,62 @@ async fn canned_llm_run(provider: &str) -> (usize, Value) {
     )
     .await;
     (endpoint.max_in_flight(), run)
+}
+
+/// Token log-probabilities spelling [`CANNED_VERDICT`] whose written mark, 1, the model
+/// gave only 5 %: the other 95 % went to a first digit 0.
+fn hesitant_logprobs() -> Value {
+    let at = CANNED_VERDICT.find("\"score\":").unwrap_or_default() + "\"score\":".len();
+    let token = |text: &str, p: f64, top: &[(&str, f64)]| {
+        json!({
+            "token": text, "logprob": p.ln(), "bytes": text.as_bytes(),
+            "top_logprobs": top.iter().map(|(t, p)| json!({"token": t, "logprob": p.ln()})).collect::<Vec<_>>(),
+        })
+    };
+    json!([
+        token(&CANNED_VERDICT[..at], 1.0, &[]),
+        token("1", 0.05, &[("0", 0.95), ("1", 0.05)]),
+        token(&CANNED_VERDICT[at + 1..], 1.0, &[(",", 1.0)]),
+    ])
+}
+
+#[tokio::test]
+async fn an_llm_test_run_reads_each_mark_from_the_token_probabilities_of_its_reply() {
+    let endpoint = FaultServer::canned(CANNED_VERDICT).await;
+    endpoint.set_canned_logprobs(hesitant_logprobs());
+    let base_url = endpoint.base_url.clone();
+    let app = spawn_app_with(|settings| {
+        settings.llm.provider = "llamacpp".into();
+        settings.llm.base_url = base_url;
+        settings.llm.model = "canned".into();
+    })
+    .await;
+    let teacher = app.sign_up("Oona").await;
+    let version =
+        zero_shot_llm_version(&app, &teacher.token, &["4.13"], Duration::from_secs(120)).await;
+    let run = finished_run(
+        &app,
+        &teacher.token,
+        json!({ "graderVersionId": version, "limit": 3 }),
+        Duration::from_secs(120),
+    )
+    .await;
+    let rows = run["answers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 3, "{run}");
+    for row in &rows {
+        // Written 1 at 5 %; 95 % on a first digit 0, which leads to marks below 1.
+        let score = f(&row["score"]);
+        assert!(
+            0.0 < score && score < 1.0,
+            "the mark weighs what the model hesitated between, not the digit it wrote: {row}"
+        );
+        let confidence = f(&row["confidence"]);
+        assert!(0.0 < confidence && confidence < 1.0, "{row}");
+    }
+    for body in endpoint.bodies() {
+        assert_eq!(body["logprobs"], true, "{body}");
+        assert_eq!(body["top_logprobs"], 8, "{body}");
+    }
 }
 
 #[tokio::test]

@@ -46,6 +46,7 @@ struct Inner {
     script: Mutex<VecDeque<Fault>>,
     bodies: Mutex<Vec<Value>>,
     canned: Mutex<String>,
+    canned_logprobs: Mutex<Option<Value>>,
     latency: Mutex<Duration>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -81,6 +82,7 @@ impl FaultServer {
             script: Mutex::new(VecDeque::new()),
             bodies: Mutex::new(Vec::new()),
             canned: Mutex::new(canned),
+            canned_logprobs: Mutex::new(None),
             latency: Mutex::new(Duration::ZERO),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -118,6 +120,11 @@ impl FaultServer {
     /// Changes the canned content.
     pub fn set_canned(&self, content: impl Into<String>) {
         *lock(&self.inner.canned) = content.into();
+    }
+
+    /// Sends `tokens` (an OpenAI `logprobs.content` array) with every canned completion.
+    pub fn set_canned_logprobs(&self, tokens: Value) {
+        *lock(&self.inner.canned_logprobs) = Some(tokens);
     }
 
     /// Delays every passing answer by `latency`.
@@ -233,7 +240,11 @@ async fn pass(inner: &Inner, body: Bytes) -> Response {
     }
     let Some(upstream) = &inner.upstream else {
         let content = lock(&inner.canned).clone();
-        return Json(completion(&content)).into_response();
+        let mut completion = completion(&content);
+        if let Some(tokens) = lock(&inner.canned_logprobs).clone() {
+            completion["choices"][0]["logprobs"] = json!({ "content": tokens });
+        }
+        return Json(completion).into_response();
     };
     let forwarded = inner
         .client

@@ -35,13 +35,17 @@ use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::calibration::Calibration;
 use super::grader::{GradingContext, GradingError, GradingItem, Verdict};
 use super::guard::{self, Scan};
 use crate::embeddings::{cosine, Embedder};
-use crate::llm::{CallMeta, CallParams, LlmClient, LlmError, Message, OutputSchema};
+use crate::llm::{
+    expected_number, CallMeta, CallParams, LlmClient, LlmError, Message, NumberReading,
+    OutputSchema, TokenLogprob,
+};
 
 /// Version of the prompt below; part of the prompt hash.
 pub const PROMPT_VERSION: u32 = 3;
@@ -243,7 +247,16 @@ pub struct LlmGraderConfig {
     pub exemplars: ExemplarSettings,
     /// Calibration of raw scores.
     pub calibration: Calibration,
+    /// Read each mark as the mean of the marks the model weighed, by their probabilities
+    /// (from token log-probabilities, see [`crate::llm::logprobs`]), rather than the one it
+    /// wrote; the written mark is used when the provider sends no log-probabilities.
+    /// Versions stored before this existed read the written mark.
+    #[serde(default)]
+    pub expected_marks: bool,
 }
+
+/// Alternatives asked for per reply token when reading expected marks.
+pub const TOP_LOGPROBS: u8 = 8;
 
 /// One criterion's verdict, as the model gives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -821,8 +834,15 @@ pub struct RawGrade {
     /// The model's score clamped to `0..=max_marks` and capped by the evidence found in the
     /// answer (see [`ground`]); not rounded.
     pub raw_marks: f64,
-    /// The model's own score clamped to `0..=max_marks`, before the evidence cap.
+    /// The model's own score clamped to `0..=max_marks`, before the evidence cap: the
+    /// expected mark when the config reads them and the reply allows it, else the written one.
     pub model_marks: f64,
+    /// The expected mark, when it was read (see [`LlmGraderConfig::expected_marks`]).
+    pub expected_marks: Option<f64>,
+    /// How sure the model was of its mark, when its probabilities were read: 1 − twice the
+    /// standard deviation of the marks it weighed over the maximum (1 for one mark, 0 for
+    /// an even split between none and full marks).
+    pub confidence: Option<f64>,
     /// The parsed reply, each criterion marked with whether it counted.
     pub verdict: LlmVerdict,
     /// What the answer says to the marker, if anything ([`Scan::summary`]).
@@ -831,6 +851,37 @@ pub struct RawGrade {
     pub meta: CallMeta,
     /// The exemplars shown.
     pub exemplar_ids: Vec<i32>,
+}
+
+/// The marks `item` allows: 0 to its maximum in its mark step.
+fn allowed_marks(item: &GradingItem) -> Vec<f64> {
+    let step = if item.mark_step > 0.0 {
+        item.mark_step
+    } else {
+        1.0
+    };
+    let steps = (item.max_marks / step).round().clamp(0.0, 1_000.0) as usize;
+    (0..=steps).map(|k| k as f64 * step).collect()
+}
+
+/// The probabilities of the marks a reply whose `tokens` spell `raw` weighed for its
+/// `score`, over the marks `item` allows. `None` when the reply has no top-level `score`
+/// number or its tokens do not spell it.
+pub fn expected_marks(
+    item: &GradingItem,
+    raw: &str,
+    tokens: &[TokenLogprob],
+) -> Option<NumberReading> {
+    #[derive(Deserialize)]
+    struct ScoreAt<'a> {
+        #[serde(borrow)]
+        score: &'a RawValue,
+    }
+    let json = raw.get(raw.find('{')?..=raw.rfind('}')?)?;
+    let at: ScoreAt = serde_json::from_str(json).ok()?;
+    // `RawValue` borrows the score's text from `json`, itself a slice of `raw`.
+    let start = at.score.get().as_ptr() as usize - raw.as_ptr() as usize;
+    expected_number(raw, tokens, start, &allowed_marks(item))
 }
 
 /// An LLM grader config made ready to call the model.
@@ -948,22 +999,37 @@ impl LlmGrading {
             .max_tokens
             .unwrap_or(self.config.max_tokens)
             .max(min_tokens(item.criteria.len()));
-        let params = self.params.clone().max_tokens(limit);
+        let mut params = self.params.clone().max_tokens(limit);
+        if self.config.expected_marks {
+            params = params.top_logprobs(TOP_LOGPROBS);
+        }
         let schema = verdict_schema(item, limit);
         let reply = self
             .client
             .structured_with_schema::<LlmVerdict>(&self.ctx.call(), &params, &messages, &schema)
             .await?;
+        let reading = reply
+            .logprobs
+            .as_deref()
+            .filter(|_| self.config.expected_marks)
+            .and_then(|tokens| expected_marks(item, &reply.raw, tokens));
+        let expected_marks = reading.map(|r| r.mean);
+        let confidence = reading
+            .filter(|_| item.max_marks > 0.0)
+            .map(|r| (1.0 - 2.0 * r.sd / item.max_marks).clamp(0.0, 1.0));
         let mut verdict = reply.value;
-        let model_marks = if verdict.score.is_finite() {
-            verdict.score.clamp(0.0, item.max_marks)
+        let written = if verdict.score.is_finite() {
+            verdict.score
         } else {
             0.0
         };
+        let model_marks = expected_marks.unwrap_or(written).clamp(0.0, item.max_marks);
         let cap = ground(item, answer_text, &scan, &mut verdict);
         Ok(RawGrade {
             raw_marks: model_marks.min(cap) + 0.0,
             model_marks,
+            expected_marks,
+            confidence,
             verdict,
             flag: scan.summary(),
             meta: reply.meta,
@@ -1005,7 +1071,7 @@ impl LlmGrading {
             criteria: serde_json::to_value(&raw.verdict.criteria).unwrap_or_else(|_| json!([])),
             feedback: feedback.trim().to_owned(),
             rationale: rationale.trim().to_owned(),
-            confidence: None,
+            confidence: raw.confidence,
         }
     }
 
@@ -1099,6 +1165,7 @@ mod tests {
             prompt: PromptInfo::default(),
             exemplars,
             calibration: Calibration::Identity,
+            expected_marks: true,
         });
         // Checkpoints and grader versions are stored as JSON, where item ids become keys.
         let json = serde_json::to_value(&config).unwrap_or_default();
@@ -1394,6 +1461,39 @@ mod tests {
         let picked = pick_covering(&ranked, 4);
         assert_eq!(picked.len(), 4);
         assert_eq!(pick_covering(&ranked, 0).len(), 0);
+    }
+
+    #[test]
+    fn the_expected_mark_is_read_at_the_top_level_score() {
+        use crate::llm::logprobs::TopLogprob;
+        // item(): 0 to 2 marks in whole marks. A criterion quoting `"score": 2` must not be
+        // mistaken for the verdict's score.
+        let raw =
+            r#"{"criteria":[{"criterion":"\"score\": 2","met":false}],"score": 1,"feedback":"ok"}"#;
+        let at = raw.find(" 1,").expect("the score") + 1;
+        let piece = |text: &str, p: f64, top: &[(&str, f64)]| TokenLogprob {
+            token: text.to_owned(),
+            bytes: None,
+            logprob: p.ln(),
+            top_logprobs: top
+                .iter()
+                .map(|(t, p)| TopLogprob {
+                    token: (*t).to_owned(),
+                    logprob: p.ln(),
+                })
+                .collect(),
+        };
+        let tokens = [
+            piece(&raw[..at], 1.0, &[]),
+            piece("1", 0.6, &[("1", 0.6), ("2", 0.3), ("0", 0.1)]),
+            piece(&raw[at + 1..], 1.0, &[(",", 0.9), ("0", 0.1)]),
+        ];
+        let expected = expected_marks(&item(), raw, &tokens)
+            .expect("a reading")
+            .mean;
+        // "10" is over the maximum, so after "1" the number can only end.
+        assert!((expected - (0.6 + 0.3 * 2.0)).abs() < 1e-9, "{expected}");
+        assert_eq!(expected_marks(&item(), "no json", &tokens), None);
     }
 
     #[test]

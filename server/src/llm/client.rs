@@ -21,6 +21,7 @@ use tracing::{instrument, Span};
 use super::accounting::{CallRecord, Recorder};
 use super::cache;
 use super::error::{excerpt, LlmError, EXCERPT_CHARS};
+use super::logprobs::TokenLogprob;
 use super::provider::{Provider, StructuredMode};
 use super::retry::{self, RetryPolicy};
 use super::schema::OutputSchema;
@@ -103,6 +104,14 @@ struct Choice {
     message: ChoiceMessage,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<ChoiceLogprobs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ChoiceLogprobs {
+    #[serde(default)]
+    content: Option<Vec<TokenLogprob>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +137,7 @@ struct Reply {
     content: String,
     finish_reason: Option<String>,
     usage: Usage,
+    logprobs: Option<Vec<TokenLogprob>>,
 }
 
 impl Reply {
@@ -141,6 +151,18 @@ impl Reply {
             return Err(("the response has no choices".to_owned(), body));
         };
         let usage = completion.usage.unwrap_or_default();
+        let logprobs = choice
+            .logprobs
+            .and_then(|l| l.content)
+            .filter(|tokens| !tokens.is_empty())
+            .map(|mut tokens| {
+                for token in &mut tokens {
+                    if token.bytes.as_deref() == Some(token.token.as_bytes()) {
+                        token.bytes = None;
+                    }
+                }
+                tokens
+            });
         let content = match (choice.message.content, choice.message.refusal) {
             (Some(content), _) => content,
             (None, Some(refusal)) => format!("(the model refused: {refusal})"),
@@ -154,7 +176,28 @@ impl Reply {
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
             },
+            logprobs,
         })
+    }
+
+    /// The body to cache: as received, or, when it carries log-probabilities, only what
+    /// [`Reply::parse`] reads (a reply's alternatives as sent are ~250 bytes per token).
+    fn cache_body(&self) -> String {
+        let Some(tokens) = &self.logprobs else {
+            return self.body.clone();
+        };
+        json!({
+            "choices": [{
+                "message": {"role": "assistant", "content": self.content},
+                "finish_reason": self.finish_reason,
+                "logprobs": {"content": tokens},
+            }],
+            "usage": {
+                "prompt_tokens": self.usage.prompt_tokens,
+                "completion_tokens": self.usage.completion_tokens,
+            },
+        })
+        .to_string()
     }
 }
 
@@ -485,12 +528,15 @@ impl LlmClient {
         params: &CallParams,
         messages: &[Message],
     ) -> Result<ChatResponse, LlmError> {
-        let (content, _raw, meta) = self
+        let reply = self
             .execute(ctx, params, messages, None, |content, _| {
                 Ok::<_, String>(content.to_owned())
             })
             .await?;
-        Ok(ChatResponse { content, meta })
+        Ok(ChatResponse {
+            content: reply.value,
+            meta: reply.meta,
+        })
     }
 
     /// A reply that follows `T`'s JSON Schema, parsed into `T`.
@@ -513,24 +559,22 @@ impl LlmClient {
         messages: &[Message],
         schema: &OutputSchema,
     ) -> Result<Structured<T>, LlmError> {
-        let (value, raw, meta) = self
-            .execute(
-                ctx,
-                params,
-                messages,
-                Some(schema),
-                |content, finish_reason| {
-                    serde_json::from_str::<T>(strip_fences(content)).map_err(|err| {
-                        if finish_reason == Some("length") {
-                            format!("{err} (the reply was cut off at the max_tokens limit)")
-                        } else {
-                            err.to_string()
-                        }
-                    })
-                },
-            )
-            .await?;
-        Ok(Structured { value, raw, meta })
+        self.execute(
+            ctx,
+            params,
+            messages,
+            Some(schema),
+            |content, finish_reason| {
+                serde_json::from_str::<T>(strip_fences(content)).map_err(|err| {
+                    if finish_reason == Some("length") {
+                        format!("{err} (the reply was cut off at the max_tokens limit)")
+                    } else {
+                        err.to_string()
+                    }
+                })
+            },
+        )
+        .await
     }
 
     /// One logical call; see the type's documentation for the steps.
@@ -555,7 +599,7 @@ impl LlmClient {
         messages: &[Message],
         schema: Option<&OutputSchema>,
         parse: impl Fn(&str, Option<&str>) -> Result<T, String>,
-    ) -> Result<(T, String, CallMeta), LlmError> {
+    ) -> Result<Structured<T>, LlmError> {
         let started = Instant::now();
         let endpoint = &params.endpoint;
         let body = request_body(params, messages, schema);
@@ -568,7 +612,7 @@ impl LlmClient {
             };
 
         if use_cache {
-            if let Some((value, content, finish_reason)) = self.cached(&key, &parse).await {
+            if let Some((value, reply)) = self.cached(&key, &parse).await {
                 let meta = CallMeta {
                     request_sha256: key,
                     usage: Usage::default(),
@@ -576,10 +620,15 @@ impl LlmClient {
                     cache_hit: true,
                     attempts: 0,
                     latency: started.elapsed(),
-                    finish_reason,
+                    finish_reason: reply.finish_reason,
                 };
                 self.account(ctx, params, &meta, None).await;
-                return Ok((value, content, meta));
+                return Ok(Structured {
+                    value,
+                    raw: reply.content,
+                    logprobs: reply.logprobs,
+                    meta,
+                });
             }
         }
 
@@ -610,7 +659,7 @@ impl LlmClient {
                         key: &meta.request_sha256,
                         provider: endpoint.provider.as_str(),
                         model: &params.model,
-                        response: &reply.body,
+                        response: &reply.cache_body(),
                         prompt_tokens: reply.usage.prompt_tokens,
                         completion_tokens: reply.usage.completion_tokens,
                     };
@@ -618,7 +667,12 @@ impl LlmClient {
                         tracing::warn!(error = %err, "could not store the LLM response in the cache");
                     }
                 }
-                Ok((value, reply.content, meta))
+                Ok(Structured {
+                    value,
+                    raw: reply.content,
+                    logprobs: reply.logprobs,
+                    meta,
+                })
             }
             Err(err) => {
                 let mut message = err.to_string();
@@ -633,12 +687,12 @@ impl LlmClient {
         }
     }
 
-    /// A cache entry for `key` that still parses, with its finish reason.
+    /// A cache entry for `key` that still parses, with the reply it was parsed from.
     async fn cached<T>(
         &self,
         key: &str,
         parse: &impl Fn(&str, Option<&str>) -> Result<T, String>,
-    ) -> Option<(T, String, Option<String>)> {
+    ) -> Option<(T, Reply)> {
         let body = match cache::lookup(&self.db, key).await {
             Ok(body) => body?,
             Err(err) => {
@@ -648,7 +702,7 @@ impl LlmClient {
         };
         let reply = Reply::parse(body).ok()?;
         let value = parse(&reply.content, reply.finish_reason.as_deref()).ok()?;
-        Some((value, reply.content, reply.finish_reason))
+        Some((value, reply))
     }
 
     /// Sends the request (with retries), parses the reply and, for structured output, makes
@@ -1087,6 +1141,12 @@ fn request_body(params: &CallParams, messages: &[Message], schema: Option<&Outpu
     if let Some(max_tokens) = params.max_tokens {
         body["max_tokens"] = json!(max_tokens);
     }
+    if let Some(alternatives) = params.top_logprobs {
+        if params.endpoint.provider.preset().logprobs {
+            body["logprobs"] = json!(true);
+            body["top_logprobs"] = json!(alternatives);
+        }
+    }
     if let Some(schema) = schema {
         match params.endpoint.provider.preset().structured {
             StructuredMode::JsonSchema => {
@@ -1147,6 +1207,61 @@ mod tests {
         );
         assert!(system.contains("\"score\""));
         assert_eq!(body["messages"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn token_probabilities_are_asked_only_of_providers_that_send_them() {
+        let messages = [Message::user("2+2=4")];
+        for provider in Provider::ALL {
+            let params = CallParams::new(Endpoint::preset(provider), "m").top_logprobs(8);
+            let body = request_body(&params, &messages, None);
+            let asked = body.get("logprobs") == Some(&json!(true)) && body["top_logprobs"] == 8;
+            let expected = matches!(provider, Provider::LlamaCpp | Provider::Vllm);
+            assert_eq!(asked, expected, "{provider}: {body}");
+        }
+        let plain = CallParams::new(Endpoint::preset(Provider::LlamaCpp), "local");
+        assert!(request_body(&plain, &messages, None)
+            .get("logprobs")
+            .is_none());
+    }
+
+    #[test]
+    fn a_cached_reply_keeps_its_token_probabilities_and_drops_the_rest() {
+        let body = json!({
+            "id": "x",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": "é1"},
+                "finish_reason": "stop",
+                "logprobs": {"content": [
+                    {"id": 1, "token": "\u{fffd}", "bytes": [195], "logprob": -0.1, "top_logprobs": []},
+                    {"id": 2, "token": "\u{fffd}", "bytes": [169], "logprob": -0.1, "top_logprobs": []},
+                    {"id": 3, "token": "1", "bytes": [49], "logprob": -0.5,
+                     "top_logprobs": [{"id": 3, "token": "1", "bytes": [49], "logprob": -0.5}]}
+                ]}
+            }],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 3}
+        })
+        .to_string();
+        let Ok(reply) = Reply::parse(body) else {
+            panic!("the reply parses");
+        };
+        let cached = reply.cache_body();
+        assert!(!cached.contains("\"id\""), "{cached}");
+        let Ok(again) = Reply::parse(cached) else {
+            panic!("the cached body parses");
+        };
+        assert_eq!(again.content, "é1");
+        assert_eq!(again.logprobs, reply.logprobs);
+        let tokens = again.logprobs.unwrap_or_default();
+        assert_eq!(
+            tokens[0].bytes,
+            Some(vec![195]),
+            "split characters keep their bytes"
+        );
+        assert_eq!(tokens[2].bytes, None, "whole ones do not need them");
+        assert_eq!(tokens[2].top_logprobs[0].logprob, -0.5);
+        assert_eq!(again.usage.completion_tokens, 3);
     }
 
     #[test]

@@ -86,6 +86,11 @@ pub struct Preset {
     /// `llm.concurrency` at once: queued calls would only wait on the server, inside their
     /// timeout.
     pub serial: bool,
+    /// Whether every model it serves returns token log-probabilities (`logprobs`,
+    /// `top_logprobs`) on chat completions. Only llama.cpp and vLLM are asked: OpenAI's and
+    /// DeepSeek's reasoning models refuse them, and not every Ollama or custom server sends
+    /// them.
+    pub logprobs: bool,
     /// List prices, matched on the longest model-name prefix.
     pub prices: &'static [(&'static str, Price)],
 }
@@ -123,6 +128,7 @@ const OPENAI: Preset = Preset {
     requires_api_key: true,
     local: false,
     serial: false,
+    logprobs: false,
     prices: OPENAI_PRICES,
 };
 
@@ -134,6 +140,7 @@ const DEEPSEEK: Preset = Preset {
     requires_api_key: true,
     local: false,
     serial: false,
+    logprobs: false,
     prices: DEEPSEEK_PRICES,
 };
 
@@ -145,6 +152,7 @@ const OLLAMA: Preset = Preset {
     requires_api_key: false,
     local: true,
     serial: false,
+    logprobs: false,
     prices: &[],
 };
 
@@ -156,6 +164,7 @@ const VLLM: Preset = Preset {
     requires_api_key: false,
     local: true,
     serial: false,
+    logprobs: true,
     prices: &[],
 };
 
@@ -167,6 +176,7 @@ const LLAMACPP: Preset = Preset {
     requires_api_key: false,
     local: true,
     serial: true,
+    logprobs: true,
     prices: &[],
 };
 
@@ -178,6 +188,7 @@ const CUSTOM: Preset = Preset {
     requires_api_key: false,
     local: false,
     serial: false,
+    logprobs: false,
     prices: &[],
 };
 

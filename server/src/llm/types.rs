@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use super::accounting::{estimate, Estimate};
+use super::logprobs::TokenLogprob;
 use super::provider::Provider;
 
 /// Who speaks in a chat message.
@@ -122,6 +123,10 @@ pub struct CallParams {
     pub timeout: Option<Duration>,
     /// Cache use.
     pub cache: CachePolicy,
+    /// Ask for the log-probabilities of each reply token and of this many alternatives at
+    /// each position (see [`super::logprobs`]), from providers whose preset says they
+    /// return them; ignored for the others.
+    pub top_logprobs: Option<u8>,
 }
 
 impl CallParams {
@@ -135,6 +140,7 @@ impl CallParams {
             max_tokens: None,
             timeout: None,
             cache: CachePolicy::Auto,
+            top_logprobs: None,
         }
     }
 
@@ -159,6 +165,12 @@ impl CallParams {
     /// With a per-attempt timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// With token log-probabilities and `alternatives` alternatives per token.
+    pub fn top_logprobs(mut self, alternatives: u8) -> Self {
+        self.top_logprobs = Some(alternatives);
         self
     }
 
@@ -259,6 +271,8 @@ pub struct Structured<T> {
     pub value: T,
     /// The reply text it was parsed from.
     pub raw: String,
+    /// The reply's tokens with their log-probabilities, when asked for and returned.
+    pub logprobs: Option<Vec<TokenLogprob>>,
     /// Accounting facts.
     pub meta: CallMeta,
 }

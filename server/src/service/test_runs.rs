@@ -962,6 +962,7 @@ mod tests {
             prompt: PromptInfo::default(),
             exemplars: ExemplarSettings::default(),
             calibration: Calibration::Identity,
+            expected_marks: false,
         };
         let mut config = serde_json::to_value(GraderConfig::Llm(llm)).unwrap_or_default();
         config["mark_steps"] = json!({ "12": 0.5 });

@@ -687,6 +687,7 @@ impl LlmTrainer {
             prompt: PromptInfo::default(),
             exemplars,
             calibration: Calibration::Identity,
+            expected_marks: true,
         }
     }
 
@@ -1453,6 +1454,7 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
             prompt: PromptInfo::default(),
             exemplars: ExemplarSettings::default(),
             calibration: Calibration::Identity,
+            expected_marks: true,
         };
         let call_params = llm_params(&state, user_id, &probe).await?;
         model = (
@@ -2271,6 +2273,7 @@ mod tests {
             prompt: PromptInfo::default(),
             exemplars: ExemplarSettings::default(),
             calibration: Calibration::Identity,
+            expected_marks: false,
         };
         let grading = LlmGrading::new(
             client.clone(),
