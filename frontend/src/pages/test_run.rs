@@ -228,12 +228,25 @@ fn scatter(answers: &[Graded]) -> impl IntoView {
     }
 }
 
+/// What a review-queue reason code means to a teacher.
+fn reason_label(code: &str) -> String {
+    match code {
+        "disagreement" => "far from your mark".to_owned(),
+        "variance" => "marks differ between gradings".to_owned(),
+        "low_confidence" => "the grader was unsure".to_owned(),
+        "instructions_to_marker" => "speaks to the marker".to_owned(),
+        other => other.replace('_', " "),
+    }
+}
+
 fn review_row(item: Graded) -> impl IntoView {
     view! {
         <li class="job-row" data-testid="review-item">
             <div class="job-row-head">
                 <strong>{format!("{} · {}", item.item, item.student)}</strong>
-                <span class="badge badge-warn">{item.reasons.join(", ")}</span>
+                <span class="badge badge-warn">
+                    {item.reasons.iter().map(|r| reason_label(r)).collect::<Vec<_>>().join(", ")}
+                </span>
             </div>
             <p>{item.text}</p>
             <p class="sub">
@@ -246,5 +259,16 @@ fn review_row(item: Graded) -> impl IntoView {
                 )}
             </p>
         </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_label;
+
+    #[test]
+    fn review_reasons_read_as_words() {
+        assert_eq!(reason_label("low_confidence"), "the grader was unsure");
+        assert_eq!(reason_label("some_new_reason"), "some new reason");
     }
 }

@@ -92,13 +92,29 @@ pub struct NumberReading {
 
 /// The probability-weighted value of the number that starts at byte `start` of `content`,
 /// over the `allowed` values, from the reply's `tokens`. `None` when the tokens do not spell
-/// `content` there, or the written number is not allowed.
+/// `content` (they may spell more around it), or the written number is not allowed.
 pub fn expected_number(
     content: &str,
     tokens: &[TokenLogprob],
     start: usize,
     allowed: &[f64],
 ) -> Option<NumberReading> {
+    // The tokens may spell more than the reply's content (llama.cpp drops the code fence a
+    // model wraps its JSON in), so find the content in their text.
+    let joined = String::from_utf8(
+        tokens
+            .iter()
+            .flat_map(|t| t.text_bytes().iter().copied())
+            .collect(),
+    )
+    .ok()?;
+    let start = start
+        + if joined.starts_with(content) {
+            0
+        } else {
+            joined.find(content)?
+        };
+    let content = joined.as_str();
     // The token holding the number's first byte, and where each token starts.
     let mut offset = 0;
     let mut first = None;
@@ -282,6 +298,18 @@ mod tests {
         assert!((reading.mean - mean).abs() < 1e-9, "{reading:?}");
         let sd = (0.8 * (1.0 - mean).powi(2) + 0.2 * (0.375 - mean).powi(2)).sqrt();
         assert!((reading.sd - sd).abs() < 1e-9, "{reading:?}");
+    }
+
+    #[test]
+    fn a_code_fence_the_server_dropped_from_the_content_is_skipped() {
+        let (content, mut tokens) = written_half();
+        tokens.insert(0, token("```json\n", 1.0, &[]));
+        tokens.push(token("\n```", 1.0, &[]));
+        let start = content.find("0.5").expect("the written mark");
+        let fenced = expected_number(&content, &tokens, start, &QUARTERS);
+        let (_, plain) = written_half();
+        assert_eq!(fenced, expected_number(&content, &plain, start, &QUARTERS));
+        assert!(fenced.is_some());
     }
 
     #[test]
