@@ -1465,28 +1465,15 @@ mod tests {
 
     #[test]
     fn the_expected_mark_is_read_at_the_top_level_score() {
-        use crate::llm::logprobs::TopLogprob;
         // item(): 0 to 2 marks in whole marks. A criterion quoting `"score": 2` must not be
         // mistaken for the verdict's score.
         let raw =
             r#"{"criteria":[{"criterion":"\"score\": 2","met":false}],"score": 1,"feedback":"ok"}"#;
         let at = raw.find(" 1,").expect("the score") + 1;
-        let piece = |text: &str, p: f64, top: &[(&str, f64)]| TokenLogprob {
-            token: text.to_owned(),
-            bytes: None,
-            logprob: p.ln(),
-            top_logprobs: top
-                .iter()
-                .map(|(t, p)| TopLogprob {
-                    token: (*t).to_owned(),
-                    logprob: p.ln(),
-                })
-                .collect(),
-        };
         let tokens = [
-            piece(&raw[..at], 1.0, &[]),
-            piece("1", 0.6, &[("1", 0.6), ("2", 0.3), ("0", 0.1)]),
-            piece(&raw[at + 1..], 1.0, &[(",", 0.9), ("0", 0.1)]),
+            TokenLogprob::new(&raw[..at], 1.0, &[]),
+            TokenLogprob::new("1", 0.6, &[("1", 0.6), ("2", 0.3), ("0", 0.1)]),
+            TokenLogprob::new(&raw[at + 1..], 1.0, &[(",", 0.9), ("0", 0.1)]),
         ];
         let expected = expected_marks(&item(), raw, &tokens)
             .expect("a reading")

@@ -31,6 +31,22 @@ pub struct TokenLogprob {
 }
 
 impl TokenLogprob {
+    /// A token chosen with `probability`, with `alternatives` as (token, probability).
+    pub fn new(token: &str, probability: f64, alternatives: &[(&str, f64)]) -> Self {
+        Self {
+            token: token.to_owned(),
+            bytes: None,
+            logprob: probability.ln(),
+            top_logprobs: alternatives
+                .iter()
+                .map(|(token, p)| TopLogprob {
+                    token: (*token).to_owned(),
+                    logprob: p.ln(),
+                })
+                .collect(),
+        }
+    }
+
     /// The token's share of the reply text, in bytes.
     fn text_bytes(&self) -> &[u8] {
         self.bytes.as_deref().unwrap_or(self.token.as_bytes())
@@ -220,18 +236,7 @@ mod tests {
     use super::*;
 
     fn token(text: &str, p: f64, top: &[(&str, f64)]) -> TokenLogprob {
-        TokenLogprob {
-            token: text.to_owned(),
-            bytes: None,
-            logprob: p.ln(),
-            top_logprobs: top
-                .iter()
-                .map(|(t, p)| TopLogprob {
-                    token: (*t).to_owned(),
-                    logprob: p.ln(),
-                })
-                .collect(),
-        }
+        TokenLogprob::new(text, p, top)
     }
 
     const QUARTERS: [f64; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
