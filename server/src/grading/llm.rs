@@ -853,20 +853,23 @@ pub struct RawGrade {
     pub exemplar_ids: Vec<i32>,
 }
 
-/// The marks `item` allows: 0 to its maximum in its mark step.
-fn allowed_marks(item: &GradingItem) -> Vec<f64> {
+/// The marks a reply may give `item`: 0 to its maximum in its mark step, or in quarter
+/// marks when the step is coarser (models write ¾ on a half-mark item even when told the
+/// step; the mark is rounded to the step afterwards).
+fn readable_marks(item: &GradingItem) -> Vec<f64> {
     let step = if item.mark_step > 0.0 {
         item.mark_step
     } else {
         1.0
     };
+    let step = step / (step / 0.25).ceil().max(1.0);
     let steps = (item.max_marks / step).round().clamp(0.0, 1_000.0) as usize;
     (0..=steps).map(|k| k as f64 * step).collect()
 }
 
 /// The probabilities of the marks a reply whose `tokens` spell `raw` weighed for its
-/// `score`, over the marks `item` allows. `None` when the reply has no top-level `score`
-/// number or its tokens do not spell it.
+/// `score`, over the marks a reply may give `item` ([`readable_marks`]). `None` when the
+/// reply has no top-level `score` number, its tokens do not spell it, or it is off that grid.
 pub fn expected_marks(
     item: &GradingItem,
     raw: &str,
@@ -881,7 +884,7 @@ pub fn expected_marks(
     let at: ScoreAt = serde_json::from_str(json).ok()?;
     // `RawValue` borrows the score's text from `json`, itself a slice of `raw`.
     let start = at.score.get().as_ptr() as usize - raw.as_ptr() as usize;
-    expected_number(raw, tokens, start, &allowed_marks(item))
+    expected_number(raw, tokens, start, &readable_marks(item))
 }
 
 /// An LLM grader config made ready to call the model.
@@ -1013,6 +1016,14 @@ impl LlmGrading {
             .as_deref()
             .filter(|_| self.config.expected_marks)
             .and_then(|tokens| expected_marks(item, &reply.raw, tokens));
+        if self.config.expected_marks && reading.is_none() {
+            tracing::debug!(
+                item = item.id,
+                logprobs = reply.logprobs.as_ref().map(Vec::len),
+                raw = %reply.raw,
+                "no expected mark in the reply; using the written one"
+            );
+        }
         let expected_marks = reading.map(|r| r.mean);
         let confidence = reading
             .filter(|_| item.max_marks > 0.0)
@@ -1478,8 +1489,22 @@ mod tests {
         let expected = expected_marks(&item(), raw, &tokens)
             .expect("a reading")
             .mean;
-        // "10" is over the maximum, so after "1" the number can only end.
-        assert!((expected - (0.6 + 0.3 * 2.0)).abs() < 1e-9, "{expected}");
+        // "10" is over the maximum, so after "1" the number can only end (or go on as 1.x:
+        // not offered here); "2" can only be 2; "0" anything below 1 in quarters.
+        assert!(
+            (expected - (0.6 + 0.3 * 2.0 + 0.1 * 0.375)).abs() < 1e-9,
+            "{expected}"
+        );
+        // A whole-mark item marked in quarters by the model is still read.
+        let quarter = r#"{"score": 0.75}"#;
+        let tokens = [
+            TokenLogprob::new("{\"score\": 0", 1.0, &[]),
+            TokenLogprob::new(".", 1.0, &[]),
+            TokenLogprob::new("7", 0.5, &[("7", 0.5), ("5", 0.5)]),
+            TokenLogprob::new("5}", 1.0, &[]),
+        ];
+        let read = expected_marks(&item(), quarter, &tokens).expect("a reading");
+        assert!((read.mean - 0.625).abs() < 1e-9, "{read:?}");
         assert_eq!(expected_marks(&item(), "no json", &tokens), None);
     }
 
