@@ -868,8 +868,9 @@ fn readable_marks(item: &GradingItem) -> Vec<f64> {
 }
 
 /// The probabilities of the marks a reply whose `tokens` spell `raw` weighed for its
-/// `score`, over the marks a reply may give `item` ([`readable_marks`]). `None` when the
-/// reply has no top-level `score` number, its tokens do not spell it, or it is off that grid.
+/// `score`, over the marks a reply may give `item` ([`readable_marks`]), or over the grid
+/// of the written mark's own decimals when it is off that one. `None` when the reply has no
+/// top-level `score` number or its tokens do not spell it.
 pub fn expected_marks(
     item: &GradingItem,
     raw: &str,
@@ -884,7 +885,19 @@ pub fn expected_marks(
     let at: ScoreAt = serde_json::from_str(json).ok()?;
     // `RawValue` borrows the score's text from `json`, itself a slice of `raw`.
     let start = at.score.get().as_ptr() as usize - raw.as_ptr() as usize;
-    expected_number(raw, tokens, start, &readable_marks(item))
+    expected_number(raw, tokens, start, &readable_marks(item)).or_else(|| {
+        // A mark off that grid (0.85 on a quarter-mark item) is read on the grid of its own
+        // decimals, up to hundredths.
+        let written = at.score.get();
+        let decimals = written
+            .split_once('.')
+            .map_or(0, |(_, fraction)| fraction.trim_end_matches('0').len())
+            .min(2);
+        let step = 10f64.powi(-(decimals as i32));
+        let steps = (item.max_marks / step).round().clamp(0.0, 10_000.0) as usize;
+        let grid: Vec<f64> = (0..=steps).map(|k| k as f64 * step).collect();
+        expected_number(raw, tokens, start, &grid)
+    })
 }
 
 /// An LLM grader config made ready to call the model.
@@ -1505,6 +1518,17 @@ mod tests {
         ];
         let read = expected_marks(&item(), quarter, &tokens).expect("a reading");
         assert!((read.mean - 0.625).abs() < 1e-9, "{read:?}");
+        // A mark off every quarter (0.85) is read in hundredths: 0.85 or 0.80 here.
+        let off = r#"{"score": 0.85}"#;
+        let tokens = [
+            TokenLogprob::new("{\"score\": 0", 1.0, &[]),
+            TokenLogprob::new(".", 1.0, &[]),
+            TokenLogprob::new("8", 1.0, &[]),
+            TokenLogprob::new("5", 0.6, &[("5", 0.6), ("0", 0.4)]),
+            TokenLogprob::new("}", 1.0, &[]),
+        ];
+        let read = expected_marks(&item(), off, &tokens).expect("a reading");
+        assert!((read.mean - 0.83).abs() < 1e-9, "{read:?}");
         assert_eq!(expected_marks(&item(), "no json", &tokens), None);
     }
 
