@@ -862,8 +862,12 @@ fn readable_marks(item: &GradingItem) -> Vec<f64> {
     } else {
         1.0
     };
-    let step = step / (step / 0.25).ceil().max(1.0);
-    let steps = (item.max_marks / step).round().clamp(0.0, 1_000.0) as usize;
+    grid(item.max_marks, step / (step / 0.25).ceil().max(1.0))
+}
+
+/// 0 to `max` in steps of `step` (at most 10,001 values).
+fn grid(max: f64, step: f64) -> Vec<f64> {
+    let steps = (max / step).round().clamp(0.0, 10_000.0) as usize;
     (0..=steps).map(|k| k as f64 * step).collect()
 }
 
@@ -894,9 +898,7 @@ pub fn expected_marks(
             .map_or(0, |(_, fraction)| fraction.trim_end_matches('0').len())
             .min(2);
         let step = 10f64.powi(-(decimals as i32));
-        let steps = (item.max_marks / step).round().clamp(0.0, 10_000.0) as usize;
-        let grid: Vec<f64> = (0..=steps).map(|k| k as f64 * step).collect();
-        expected_number(raw, tokens, start, &grid)
+        expected_number(raw, tokens, start, &grid(item.max_marks, step))
     })
 }
 
