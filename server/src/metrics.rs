@@ -10,6 +10,8 @@
 //! - bias is `mean(predicted − teacher)`: positive means the grader is too generous;
 //! - the confusion matrix is over the 0.25 bins, rows = teacher, columns = grader.
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// Tolerance for comparing marks that went through floating-point arithmetic.
@@ -275,6 +277,50 @@ pub fn quadratic_weighted_kappa_in(
     (den > 0.0).then(|| 1.0 - num / den)
 }
 
+/// Standard error of `QWK(b) − QWK(a)` on the same answers, from `resamples` paired
+/// bootstrap resamples (answers drawn with replacement, both graders scored on each draw).
+///
+/// All three slices are 0.25 bins of normalised scores (see [`bin_quarters`]). It tells a
+/// change in agreement from the noise of a small sample: on 24 answers a QWK difference of
+/// 0.03 is well within it. `None` with fewer than two answers, lengths that differ, or fewer
+/// than two resamples where both kappas are defined. Seeded, so the same inputs give the
+/// same figure.
+pub fn paired_qwk_noise(
+    teacher: &[i64],
+    a: &[i64],
+    b: &[i64],
+    resamples: usize,
+    seed: u64,
+) -> Option<f64> {
+    let n = teacher.len();
+    if n < 2 || a.len() != n || b.len() != n {
+        return None;
+    }
+    let hi = NORMALISED_BINS as i64 - 1;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut t, mut x, mut y) = (vec![0; n], vec![0; n], vec![0; n]);
+    let mut differences = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        for k in 0..n {
+            let i = rng.gen_range(0..n);
+            (t[k], x[k], y[k]) = (teacher[i], a[i], b[i]);
+        }
+        if let (Some(qa), Some(qb)) = (
+            quadratic_weighted_kappa_in(&t, &x, 0, hi),
+            quadratic_weighted_kappa_in(&t, &y, 0, hi),
+        ) {
+            differences.push(qb - qa);
+        }
+    }
+    if differences.len() < 2 {
+        return None;
+    }
+    let m = differences.len() as f64;
+    let mean = differences.iter().sum::<f64>() / m;
+    let variance = differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (m - 1.0);
+    Some(variance.sqrt())
+}
+
 /// `counts[t][p]` over the categories `lo..=hi` (values outside are clamped).
 pub fn confusion_counts(teacher: &[i64], predicted: &[i64], lo: i64, hi: i64) -> Vec<Vec<u64>> {
     let k = (hi - lo + 1).max(0) as usize;
@@ -447,6 +493,37 @@ pub fn response_quality(answer: &str) -> ResponseQuality {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_noise_of_a_qwk_difference_shrinks_with_the_sample_and_is_zero_for_one_grader() {
+        // 24 answers: the teacher's quarter bins, a grader one bin low on most full answers,
+        // and a second grader that fixes two of them and breaks one other.
+        let teacher = [
+            4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 3, 3, 3, 2, 2, 2, 1, 1, 0, 0, 4, 4,
+        ];
+        let a = [
+            3, 3, 3, 3, 4, 4, 4, 3, 3, 4, 4, 3, 3, 2, 3, 2, 1, 2, 1, 0, 0, 1, 3, 4,
+        ];
+        let mut b = a;
+        (b[0], b[1], b[16]) = (4, 4, 3);
+        let small = paired_qwk_noise(&teacher, &a, &b, 1000, 7).expect("noise of 24 answers");
+        let repeat = |v: &[i64]| v.repeat(10);
+        let large = paired_qwk_noise(&repeat(&teacher), &repeat(&a), &repeat(&b), 1000, 7)
+            .expect("noise of 240 answers");
+        assert!(small > 0.01, "two different graders on 24 answers: {small}");
+        // The standard error falls with the square root of the sample (√10 ≈ 3.2).
+        assert!(
+            (2.5..4.0).contains(&(small / large)),
+            "24 answers {small}, 240 answers {large}"
+        );
+        assert_eq!(
+            paired_qwk_noise(&teacher, &a, &b, 1000, 7),
+            Some(small),
+            "seeded"
+        );
+        assert_eq!(paired_qwk_noise(&teacher, &a, &a, 200, 7), Some(0.0));
+        assert_eq!(paired_qwk_noise(&[4], &[4], &[3], 200, 7), None);
+    }
 
     #[derive(Deserialize)]
     struct Fixture {

@@ -99,16 +99,28 @@ fn metric(v: &Value, name: &str) -> Option<f64> {
     v["metrics"][name].as_f64()
 }
 
-/// `a` is better than `b`: higher QWK (undefined as 0), then lower MAE.
+/// `a` is better than `b`: QWK higher by more than `a`'s `qwk_noise` (undefined QWK as 0);
+/// within it, lower MAE, then higher QWK.
 fn better(a: &Value, b: &Value) -> bool {
     let (qa, qb) = (
         metric(a, "qwk").unwrap_or(0.0),
         metric(b, "qwk").unwrap_or(0.0),
     );
-    if (qa - qb).abs() > 1e-9 {
+    let noise = a["qwk_noise"]
+        .as_f64()
+        .expect("a later epoch has a QWK noise");
+    assert!(noise >= 0.0, "{a}");
+    if (qa - qb).abs() > noise + 1e-9 {
         return qa > qb;
     }
-    metric(a, "mae").unwrap_or(f64::INFINITY) < metric(b, "mae").unwrap_or(f64::INFINITY) - 1e-9
+    let (ma, mb) = (
+        metric(a, "mae").unwrap_or(f64::INFINITY),
+        metric(b, "mae").unwrap_or(f64::INFINITY),
+    );
+    if (ma - mb).abs() > 1e-9 {
+        return ma < mb;
+    }
+    qa > qb + 1e-9
 }
 
 /// Checks that a change was kept exactly when it beat the best epoch so far; returns the
@@ -117,6 +129,11 @@ fn check_kept_only_improvements(epochs: &[Value]) -> Value {
     let mut best = epochs[0].clone();
     assert_eq!(best["epoch"], 0);
     assert_eq!(best["kept"], true, "epoch 0 is the base grader");
+    assert_eq!(
+        best["qwk_noise"],
+        Value::Null,
+        "epoch 0 is compared with nothing"
+    );
     for record in &epochs[1..] {
         let improved = better(record, &best);
         assert_eq!(

@@ -48,7 +48,7 @@ use crate::grading::similarity::{
     Example, Features, SimilarityConfig, SimilarityIndex, SimilarityModel,
 };
 use crate::llm::LlmError;
-use crate::metrics::{AgreementReport, ScorePair};
+use crate::metrics::{bin_quarters, paired_qwk_noise, AgreementReport, ScorePair};
 use crate::service::answers::stratified_assign;
 use crate::service::jobs::{
     self as job_service, HandlerFuture, JobContext, JobError, JobHandler, Outcome,
@@ -61,6 +61,9 @@ pub const MAX_EPOCHS: u32 = 100;
 pub const MAX_EXEMPLARS: usize = 8;
 /// Share of the budget after which a `budget_warning` event is sent.
 const WARN_AT: f64 = 0.8;
+
+/// Paired bootstrap resamples behind an epoch's QWK noise (see [`EpochRecord::qwk_noise`]).
+const QWK_RESAMPLES: usize = 1000;
 
 /// What went wrong with a training request.
 #[derive(Debug, thiserror::Error)]
@@ -296,14 +299,29 @@ impl EpochMetrics {
     /// Whether `self` is better than `other`: higher QWK (undefined counts as 0), or equal
     /// QWK and lower MAE.
     pub fn better_than(&self, other: &Self) -> bool {
-        let (a, b) = (self.qwk.unwrap_or(0.0), other.qwk.unwrap_or(0.0));
-        if a > b + 1e-9 {
-            return true;
+        self.better_than_beyond(other, None)
+    }
+
+    /// Whether `self` is better than `other` when QWK differences within `noise` (the
+    /// standard error of the difference on the validation answers, see
+    /// [`paired_qwk_noise`]) are ties: a QWK gain beyond the noise wins, a loss beyond it
+    /// loses, and in between the lower MAE wins (the higher QWK if MAE is equal too).
+    /// Without a noise figure only equal QWKs tie.
+    pub fn better_than_beyond(&self, other: &Self, noise: Option<f64>) -> bool {
+        const TOLERANCE: f64 = 1e-9;
+        let band = noise.unwrap_or(0.0).max(0.0) + TOLERANCE;
+        let gain = self.qwk.unwrap_or(0.0) - other.qwk.unwrap_or(0.0);
+        if gain.abs() > band {
+            return gain > 0.0;
         }
-        if (a - b).abs() <= 1e-9 {
-            return self.mae.unwrap_or(f64::INFINITY) < other.mae.unwrap_or(f64::INFINITY) - 1e-9;
+        let (mae, other_mae) = (
+            self.mae.unwrap_or(f64::INFINITY),
+            other.mae.unwrap_or(f64::INFINITY),
+        );
+        if (mae - other_mae).abs() > TOLERANCE || mae.is_infinite() != other_mae.is_infinite() {
+            return mae < other_mae;
         }
-        false
+        gain > TOLERANCE
     }
 }
 
@@ -355,6 +373,12 @@ pub struct EpochRecord {
     pub best_qwk: Option<f64>,
     /// Its MAE.
     pub best_mae: Option<f64>,
+    /// Standard error of the QWK difference between this epoch's candidate and the best
+    /// grader before it, on the same validation answers (paired bootstrap): a QWK change
+    /// within it counted as a tie that MAE decided. `None` for epoch 0 and for epochs
+    /// recorded before it was measured.
+    #[serde(default)]
+    pub qwk_noise: Option<f64>,
 }
 
 /// Why a job stopped before its last epoch.
@@ -376,6 +400,10 @@ struct Checkpoint {
     best: GraderConfig,
     best_epoch: u32,
     best_metrics: EpochMetrics,
+    /// Quarter bins of the best grader's validation marks, for the paired comparison with
+    /// the next candidate (empty in checkpoints written before it was kept).
+    #[serde(default)]
+    best_bins: Vec<i64>,
     since_improved: u32,
     history: Vec<EpochRecord>,
     stopped: Option<StopReason>,
@@ -583,6 +611,19 @@ impl Data {
         self.items
             .get(&id)
             .ok_or_else(|| Stop::Failed(anyhow::anyhow!("item {id} disappeared during training")))
+    }
+
+    /// Quarter bins of the teacher's and the grader's validation marks (grader's rounded to
+    /// marks), as QWK sees them.
+    fn bins(&self, predictions: &[f64]) -> Result<(Vec<i64>, Vec<i64>), Stop> {
+        let mut teacher = Vec::with_capacity(predictions.len());
+        let mut grader = Vec::with_capacity(predictions.len());
+        for (answer, p) in self.validation.iter().zip(predictions) {
+            let item = self.item(answer.item_id)?;
+            teacher.push(answer.teacher_score.unwrap_or_default() / item.max_marks);
+            grader.push(item.to_marks(*p) / item.max_marks);
+        }
+        Ok((bin_quarters(&teacher), bin_quarters(&grader)))
     }
 
     /// Metrics of normalised predictions for the validation answers (rounded to marks).
@@ -1610,6 +1651,7 @@ async fn epoch_zero(
     guard.planned = trainer.planned(data, 0, &config);
     let predictions = trainer.predict(data, &config, guard).await?;
     let metrics = data.metrics(&predictions)?;
+    let (_, bins) = data.bins(&predictions)?;
     let after = guard.spent().await?;
     let record = EpochRecord {
         epoch: 0,
@@ -1625,12 +1667,14 @@ async fn epoch_zero(
         best_epoch: 0,
         best_qwk: metrics.qwk,
         best_mae: metrics.mae,
+        qwk_noise: None,
     };
     let cp = Checkpoint {
         epoch: 0,
         best: config,
         best_epoch: 0,
         best_metrics: metrics,
+        best_bins: bins,
         since_improved: 0,
         history: vec![record.clone()],
         stopped: None,
@@ -1657,10 +1701,23 @@ async fn run_epoch(
     let (candidate, change) = trainer.candidate(data, epoch, &cp.best, guard).await?;
     let predictions = trainer.predict(data, &candidate, guard).await?;
     let metrics = data.metrics(&predictions)?;
-    let kept = metrics.better_than(&cp.best_metrics);
+    let (teacher, bins) = data.bins(&predictions)?;
+    let qwk_noise = (cp.best_bins.len() == bins.len())
+        .then(|| {
+            paired_qwk_noise(
+                &teacher,
+                &cp.best_bins,
+                &bins,
+                QWK_RESAMPLES,
+                u64::from(epoch),
+            )
+        })
+        .flatten();
+    let kept = metrics.better_than_beyond(&cp.best_metrics, qwk_noise);
     if kept {
         cp.best = candidate;
         cp.best_metrics = metrics;
+        cp.best_bins = bins;
         cp.best_epoch = epoch;
         cp.since_improved = 0;
     } else {
@@ -1681,6 +1738,7 @@ async fn run_epoch(
         best_epoch: cp.best_epoch,
         best_qwk: cp.best_metrics.qwk,
         best_mae: cp.best_metrics.mae,
+        qwk_noise,
     };
     cp.epoch = epoch;
     cp.history.push(record.clone());
@@ -2226,6 +2284,33 @@ mod tests {
             m(Some(0.1), 0.3).better_than(&m(None, 0.1)),
             "undefined QWK counts as 0"
         );
+    }
+
+    #[test]
+    fn a_qwk_change_within_its_noise_is_a_tie_that_mae_decides() {
+        // Session 8's slice-2 shift: QWK 0.225 → 0.198 on 24 answers, MAE 0.323 → 0.264.
+        let (best, shifted) = (m(Some(0.225), 0.323), m(Some(0.198), 0.264));
+        assert!(
+            !shifted.better_than(&best),
+            "without noise QWK alone decides"
+        );
+        assert!(shifted.better_than_beyond(&best, Some(0.05)));
+        assert!(
+            !shifted.better_than_beyond(&best, Some(0.02)),
+            "a QWK loss beyond the noise loses, whatever MAE does"
+        );
+        // Slice 1's degenerate shift to nearly all full marks: MAE fell, QWK collapsed.
+        assert!(!m(Some(0.150), 0.136).better_than_beyond(&m(Some(0.344), 0.167), Some(0.1)));
+        assert!(
+            !m(Some(0.26), 0.33).better_than_beyond(&m(Some(0.225), 0.323), Some(0.05)),
+            "a QWK gain within the noise with a worse MAE is not kept"
+        );
+        assert!(m(Some(0.30), 0.33).better_than_beyond(&m(Some(0.225), 0.323), Some(0.05)));
+        assert!(
+            m(Some(0.24), 0.323).better_than_beyond(&m(Some(0.225), 0.323), Some(0.05)),
+            "equal MAE: the higher QWK"
+        );
+        assert!(!m(Some(0.225), 0.323).better_than_beyond(&m(Some(0.225), 0.323), Some(0.05)));
     }
 
     #[test]

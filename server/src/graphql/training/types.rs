@@ -236,8 +236,13 @@ pub struct TrainingEpoch {
     pub epoch: i32,
     /// Validation agreement of the epoch's candidate.
     pub metrics: AgreementMetrics,
-    /// Whether the change was kept (it improved validation agreement).
+    /// Whether the change was kept: validation QWK rose by more than `qwkNoise`, or it
+    /// moved less than that and MAE fell.
     pub kept: bool,
+    /// Standard error of the QWK difference between this candidate and the best grader
+    /// before it, on the same validation answers (paired bootstrap); a QWK change within it
+    /// is a tie that MAE decides. Null for epoch 0.
+    pub qwk_noise: Option<f64>,
     /// Kind of change: `base`, `exemplars`, `exemplar_count`, `exemplar_set`,
     /// `calibration`, `gradient_epochs`, `refit` or `weights`.
     pub change_kind: String,
@@ -261,6 +266,7 @@ impl From<EpochRecord> for TrainingEpoch {
             epoch: r.epoch as i32,
             metrics: r.metrics.into(),
             kept: r.kept,
+            qwk_noise: r.qwk_noise,
             change_kind: r.change.kind,
             change: r.change.description,
             tokens: r.tokens,
