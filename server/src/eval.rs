@@ -374,16 +374,16 @@ pub fn table(r: &EvalReport) -> String {
         r.tokens
     ));
     out.push_str(
-        "learning curve (validation; a change is kept only if it raises QWK by more than its \
-         noise ±, or moves QWK less than that and lowers MAE)\n",
+        "learning curve (validation; a change is kept if QWK rises by more than its noise ±, \
+         or moves less and MAE falls by more than its own, or both move less and QWK rises)\n",
     );
     out.push_str(&format!(
-        "{:>5} {:<12} {:>5} {:>4} {:>7} {:>6} {:>7} {:>7} {:>6} {:>8}\n",
-        "epoch", "change", "kept", "n", "QWK", "±", "MAE", "r", "calls", "seconds"
+        "{:>5} {:<12} {:>5} {:>4} {:>7} {:>6} {:>7} {:>6} {:>7} {:>6} {:>8}\n",
+        "epoch", "change", "kept", "n", "QWK", "±", "MAE", "±", "r", "calls", "seconds"
     ));
     for e in &r.epochs {
         out.push_str(&format!(
-            "{:>5} {:<12} {:>5} {:>4} {:>7} {:>6} {:>7} {:>7} {:>6} {:>8.1}\n",
+            "{:>5} {:<12} {:>5} {:>4} {:>7} {:>6} {:>7} {:>6} {:>7} {:>6} {:>8.1}\n",
             e.epoch,
             e.change.kind.chars().take(12).collect::<String>(),
             if e.kept { "yes" } else { "no" },
@@ -391,6 +391,7 @@ pub fn table(r: &EvalReport) -> String {
             fmt(e.metrics.qwk),
             fmt(e.qwk_noise),
             fmt(e.metrics.mae),
+            fmt(e.mae_noise),
             fmt(e.metrics.pearson),
             e.calls,
             e.seconds,

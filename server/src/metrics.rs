@@ -321,6 +321,22 @@ pub fn paired_qwk_noise(
     Some(variance.sqrt())
 }
 
+/// Standard error of `MAE(b) − MAE(a)` on the same answers: the standard deviation of the
+/// per-answer differences `|b − t| − |a − t|` over √n. `None` with fewer than two answers
+/// or lengths that differ.
+pub fn paired_mae_noise(teacher: &[f64], a: &[f64], b: &[f64]) -> Option<f64> {
+    let n = teacher.len();
+    if n < 2 || a.len() != n || b.len() != n {
+        return None;
+    }
+    let differences: Vec<f64> = (0..n)
+        .map(|i| (b[i] - teacher[i]).abs() - (a[i] - teacher[i]).abs())
+        .collect();
+    let mean = differences.iter().sum::<f64>() / n as f64;
+    let variance = differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+    Some((variance / n as f64).sqrt())
+}
+
 /// `counts[t][p]` over the categories `lo..=hi` (values outside are clamped).
 pub fn confusion_counts(teacher: &[i64], predicted: &[i64], lo: i64, hi: i64) -> Vec<Vec<u64>> {
     let k = (hi - lo + 1).max(0) as usize;
@@ -523,6 +539,23 @@ mod tests {
         );
         assert_eq!(paired_qwk_noise(&teacher, &a, &a, 200, 7), Some(0.0));
         assert_eq!(paired_qwk_noise(&[4], &[4], &[3], 200, 7), None);
+    }
+
+    #[test]
+    fn the_noise_of_an_mae_difference_is_zero_for_a_uniform_gain_and_grows_with_spread() {
+        let teacher = [1.0, 1.0, 0.5, 0.25];
+        let harsh = [0.75, 0.75, 0.25, 0.0];
+        // Every answer gains exactly ¼: the gain is certain.
+        assert_eq!(paired_mae_noise(&teacher, &harsh, &teacher), Some(0.0));
+        // Lifting everyone by ¾ helps two answers and hurts two.
+        let lifted = [1.0, 1.0, 1.0, 0.75];
+        let spread = paired_mae_noise(&teacher, &harsh, &lifted).expect("noise");
+        assert!(
+            (spread - 0.144_337_567).abs() < 1e-9,
+            "sd 0.289 / √4: {spread}"
+        );
+        assert_eq!(paired_mae_noise(&teacher, &harsh, &harsh), Some(0.0));
+        assert_eq!(paired_mae_noise(&[1.0], &[0.5], &[1.0]), None);
     }
 
     #[derive(Deserialize)]

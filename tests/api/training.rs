@@ -100,27 +100,31 @@ fn metric(v: &Value, name: &str) -> Option<f64> {
 }
 
 /// `a` is better than `b`: QWK higher by more than `a`'s `qwk_noise` (undefined QWK as 0);
-/// within it, lower MAE, then higher QWK.
+/// within it, MAE lower by more than `mae_noise`; within both, higher QWK, then lower MAE.
 fn better(a: &Value, b: &Value) -> bool {
     let (qa, qb) = (
         metric(a, "qwk").unwrap_or(0.0),
         metric(b, "qwk").unwrap_or(0.0),
     );
-    let noise = a["qwk_noise"]
-        .as_f64()
-        .expect("a later epoch has a QWK noise");
-    assert!(noise >= 0.0, "{a}");
-    if (qa - qb).abs() > noise + 1e-9 {
-        return qa > qb;
-    }
     let (ma, mb) = (
         metric(a, "mae").unwrap_or(f64::INFINITY),
         metric(b, "mae").unwrap_or(f64::INFINITY),
     );
-    if (ma - mb).abs() > 1e-9 {
+    let noise = |name: &str| {
+        let n = a[name].as_f64().expect("a later epoch has its noise");
+        assert!(n >= 0.0, "{a}");
+        n
+    };
+    if (qa - qb).abs() > noise("qwk_noise") + 1e-9 {
+        return qa > qb;
+    }
+    if (ma - mb).abs() > noise("mae_noise") + 1e-9 {
         return ma < mb;
     }
-    qa > qb + 1e-9
+    if (qa - qb).abs() > 1e-9 {
+        return qa > qb;
+    }
+    ma < mb - 1e-9
 }
 
 /// Checks that a change was kept exactly when it beat the best epoch so far; returns the

@@ -48,7 +48,9 @@ use crate::grading::similarity::{
     Example, Features, SimilarityConfig, SimilarityIndex, SimilarityModel,
 };
 use crate::llm::LlmError;
-use crate::metrics::{bin_quarters, paired_qwk_noise, AgreementReport, ScorePair};
+use crate::metrics::{
+    bin_quarters, paired_mae_noise, paired_qwk_noise, AgreementReport, ScorePair,
+};
 use crate::service::answers::stratified_assign;
 use crate::service::jobs::{
     self as job_service, HandlerFuture, JobContext, JobError, JobHandler, Outcome,
@@ -62,7 +64,7 @@ pub const MAX_EXEMPLARS: usize = 8;
 /// Share of the budget after which a `budget_warning` event is sent.
 const WARN_AT: f64 = 0.8;
 
-/// Paired bootstrap resamples behind an epoch's QWK noise (see [`EpochRecord::qwk_noise`]).
+/// Paired bootstrap resamples behind an epoch's QWK noise (see [`Noise`]).
 const QWK_RESAMPLES: usize = 1000;
 
 /// What went wrong with a training request.
@@ -299,29 +301,34 @@ impl EpochMetrics {
     /// Whether `self` is better than `other`: higher QWK (undefined counts as 0), or equal
     /// QWK and lower MAE.
     pub fn better_than(&self, other: &Self) -> bool {
-        self.better_than_beyond(other, None)
+        let (a, b) = (self.qwk.unwrap_or(0.0), other.qwk.unwrap_or(0.0));
+        if (a - b).abs() > 1e-9 {
+            return a > b;
+        }
+        self.mae.unwrap_or(f64::INFINITY) < other.mae.unwrap_or(f64::INFINITY) - 1e-9
     }
 
-    /// Whether `self` is better than `other` when QWK differences within `noise` (the
-    /// standard error of the difference on the validation answers, see
-    /// [`paired_qwk_noise`]) are ties: a QWK gain beyond the noise wins, a loss beyond it
-    /// loses, and in between the lower MAE wins (the higher QWK if MAE is equal too).
-    /// Without a noise figure only equal QWKs tie.
-    pub fn better_than_beyond(&self, other: &Self, noise: Option<f64>) -> bool {
+    /// Whether `self` is better than `other`, with the differences weighed against their
+    /// noise on the validation answers: QWK first, then MAE, each only when it moved by more
+    /// than its noise (a gain keeps the change, a loss rejects it); when neither did, the
+    /// point estimates decide as in [`EpochMetrics::better_than`]. So a calibration that
+    /// cuts the error well beyond its noise is kept though QWK wobbled within its own, and
+    /// one that loses QWK beyond its noise is rejected whatever it does to MAE.
+    pub fn better_than_beyond(&self, other: &Self, noise: Option<Noise>) -> bool {
         const TOLERANCE: f64 = 1e-9;
-        let band = noise.unwrap_or(0.0).max(0.0) + TOLERANCE;
-        let gain = self.qwk.unwrap_or(0.0) - other.qwk.unwrap_or(0.0);
-        if gain.abs() > band {
-            return gain > 0.0;
+        if let Some(noise) = noise {
+            let gain = self.qwk.unwrap_or(0.0) - other.qwk.unwrap_or(0.0);
+            if gain.abs() > noise.qwk.max(0.0) + TOLERANCE {
+                return gain > 0.0;
+            }
+            if let (Some(mae), Some(other_mae)) = (self.mae, other.mae) {
+                let cut = other_mae - mae;
+                if cut.abs() > noise.mae.max(0.0) + TOLERANCE {
+                    return cut > 0.0;
+                }
+            }
         }
-        let (mae, other_mae) = (
-            self.mae.unwrap_or(f64::INFINITY),
-            other.mae.unwrap_or(f64::INFINITY),
-        );
-        if (mae - other_mae).abs() > TOLERANCE || mae.is_infinite() != other_mae.is_infinite() {
-            return mae < other_mae;
-        }
-        gain > TOLERANCE
+        self.better_than(other)
     }
 }
 
@@ -374,11 +381,42 @@ pub struct EpochRecord {
     /// Its MAE.
     pub best_mae: Option<f64>,
     /// Standard error of the QWK difference between this epoch's candidate and the best
-    /// grader before it, on the same validation answers (paired bootstrap): a QWK change
-    /// within it counted as a tie that MAE decided. `None` for epoch 0 and for epochs
-    /// recorded before it was measured.
+    /// grader before it, on the same validation answers (paired bootstrap). `None` for
+    /// epoch 0 and for epochs recorded before it was measured.
     #[serde(default)]
     pub qwk_noise: Option<f64>,
+    /// The same for the MAE difference (paired differences of absolute errors).
+    #[serde(default)]
+    pub mae_noise: Option<f64>,
+}
+
+/// Standard errors of the QWK and MAE differences between two graders on the same
+/// validation answers: how far apart their figures must be to count as a change.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Noise {
+    /// Of the QWK difference (paired bootstrap over the answers).
+    pub qwk: f64,
+    /// Of the MAE difference.
+    pub mae: f64,
+}
+
+impl Noise {
+    /// The noise of comparing `candidate` with `best` (normalised grader marks of the same
+    /// validation answers, rounded to marks) against the teacher's; `None` when either
+    /// cannot be measured (e.g. fewer than two answers).
+    fn between(teacher: &[f64], best: &[f64], candidate: &[f64], seed: u64) -> Option<Self> {
+        let bins = bin_quarters;
+        Some(Self {
+            qwk: paired_qwk_noise(
+                &bins(teacher),
+                &bins(best),
+                &bins(candidate),
+                QWK_RESAMPLES,
+                seed,
+            )?,
+            mae: paired_mae_noise(teacher, best, candidate)?,
+        })
+    }
 }
 
 /// Why a job stopped before its last epoch.
@@ -400,10 +438,10 @@ struct Checkpoint {
     best: GraderConfig,
     best_epoch: u32,
     best_metrics: EpochMetrics,
-    /// Quarter bins of the best grader's validation marks, for the paired comparison with
-    /// the next candidate (empty in checkpoints written before it was kept).
+    /// The best grader's normalised validation marks, for the paired comparison with the
+    /// next candidate (empty in checkpoints written before they were kept).
     #[serde(default)]
-    best_bins: Vec<i64>,
+    best_marks: Vec<f64>,
     since_improved: u32,
     history: Vec<EpochRecord>,
     stopped: Option<StopReason>,
@@ -613,9 +651,9 @@ impl Data {
             .ok_or_else(|| Stop::Failed(anyhow::anyhow!("item {id} disappeared during training")))
     }
 
-    /// Quarter bins of the teacher's and the grader's validation marks (grader's rounded to
-    /// marks), as QWK sees them.
-    fn bins(&self, predictions: &[f64]) -> Result<(Vec<i64>, Vec<i64>), Stop> {
+    /// The teacher's and the grader's normalised validation marks (the grader's rounded to
+    /// marks), as the metrics see them.
+    fn normalised(&self, predictions: &[f64]) -> Result<(Vec<f64>, Vec<f64>), Stop> {
         let mut teacher = Vec::with_capacity(predictions.len());
         let mut grader = Vec::with_capacity(predictions.len());
         for (answer, p) in self.validation.iter().zip(predictions) {
@@ -623,7 +661,7 @@ impl Data {
             teacher.push(answer.teacher_score.unwrap_or_default() / item.max_marks);
             grader.push(item.to_marks(*p) / item.max_marks);
         }
-        Ok((bin_quarters(&teacher), bin_quarters(&grader)))
+        Ok((teacher, grader))
     }
 
     /// Metrics of normalised predictions for the validation answers (rounded to marks).
@@ -1651,7 +1689,7 @@ async fn epoch_zero(
     guard.planned = trainer.planned(data, 0, &config);
     let predictions = trainer.predict(data, &config, guard).await?;
     let metrics = data.metrics(&predictions)?;
-    let (_, bins) = data.bins(&predictions)?;
+    let (_, marks) = data.normalised(&predictions)?;
     let after = guard.spent().await?;
     let record = EpochRecord {
         epoch: 0,
@@ -1668,13 +1706,14 @@ async fn epoch_zero(
         best_qwk: metrics.qwk,
         best_mae: metrics.mae,
         qwk_noise: None,
+        mae_noise: None,
     };
     let cp = Checkpoint {
         epoch: 0,
         best: config,
         best_epoch: 0,
         best_metrics: metrics,
-        best_bins: bins,
+        best_marks: marks,
         since_improved: 0,
         history: vec![record.clone()],
         stopped: None,
@@ -1701,23 +1740,15 @@ async fn run_epoch(
     let (candidate, change) = trainer.candidate(data, epoch, &cp.best, guard).await?;
     let predictions = trainer.predict(data, &candidate, guard).await?;
     let metrics = data.metrics(&predictions)?;
-    let (teacher, bins) = data.bins(&predictions)?;
-    let qwk_noise = (cp.best_bins.len() == bins.len())
-        .then(|| {
-            paired_qwk_noise(
-                &teacher,
-                &cp.best_bins,
-                &bins,
-                QWK_RESAMPLES,
-                u64::from(epoch),
-            )
-        })
+    let (teacher, marks) = data.normalised(&predictions)?;
+    let noise = (cp.best_marks.len() == marks.len())
+        .then(|| Noise::between(&teacher, &cp.best_marks, &marks, u64::from(epoch)))
         .flatten();
-    let kept = metrics.better_than_beyond(&cp.best_metrics, qwk_noise);
+    let kept = metrics.better_than_beyond(&cp.best_metrics, noise);
     if kept {
         cp.best = candidate;
         cp.best_metrics = metrics;
-        cp.best_bins = bins;
+        cp.best_marks = marks;
         cp.best_epoch = epoch;
         cp.since_improved = 0;
     } else {
@@ -1738,7 +1769,8 @@ async fn run_epoch(
         best_epoch: cp.best_epoch,
         best_qwk: cp.best_metrics.qwk,
         best_mae: cp.best_metrics.mae,
-        qwk_noise,
+        qwk_noise: noise.map(|n| n.qwk),
+        mae_noise: noise.map(|n| n.mae),
     };
     cp.epoch = epoch;
     cp.history.push(record.clone());
@@ -2287,30 +2319,38 @@ mod tests {
     }
 
     #[test]
-    fn a_qwk_change_within_its_noise_is_a_tie_that_mae_decides() {
+    fn qwk_decides_beyond_its_noise_then_mae_beyond_its_own_then_the_point_figures() {
+        let noise = |qwk, mae| Some(Noise { qwk, mae });
         // Session 8's slice-2 shift: QWK 0.225 → 0.198 on 24 answers, MAE 0.323 → 0.264.
         let (best, shifted) = (m(Some(0.225), 0.323), m(Some(0.198), 0.264));
         assert!(
             !shifted.better_than(&best),
             "without noise QWK alone decides"
         );
-        assert!(shifted.better_than_beyond(&best, Some(0.05)));
         assert!(
-            !shifted.better_than_beyond(&best, Some(0.02)),
-            "a QWK loss beyond the noise loses, whatever MAE does"
+            shifted.better_than_beyond(&best, noise(0.17, 0.02)),
+            "QWK within its noise, MAE cut beyond its own: kept"
         );
-        // Slice 1's degenerate shift to nearly all full marks: MAE fell, QWK collapsed.
-        assert!(!m(Some(0.150), 0.136).better_than_beyond(&m(Some(0.344), 0.167), Some(0.1)));
         assert!(
-            !m(Some(0.26), 0.33).better_than_beyond(&m(Some(0.225), 0.323), Some(0.05)),
-            "a QWK gain within the noise with a worse MAE is not kept"
+            !shifted.better_than_beyond(&best, noise(0.02, 0.02)),
+            "a QWK loss beyond its noise loses, whatever MAE does"
         );
-        assert!(m(Some(0.30), 0.33).better_than_beyond(&m(Some(0.225), 0.323), Some(0.05)));
         assert!(
-            m(Some(0.24), 0.323).better_than_beyond(&m(Some(0.225), 0.323), Some(0.05)),
-            "equal MAE: the higher QWK"
+            !shifted.better_than_beyond(&best, noise(0.17, 0.08)),
+            "both within their noise: the point figures, QWK first"
         );
-        assert!(!m(Some(0.225), 0.323).better_than_beyond(&m(Some(0.225), 0.323), Some(0.05)));
+        // This session's slice-2 exemplars: QWK +0.058, MAE +0.001, both within the noise.
+        assert!(m(Some(0.207), 0.330).better_than_beyond(&m(Some(0.148), 0.329), noise(0.17, 0.02)));
+        // Slice 1's degenerate shift to nearly all full marks: QWK lost beyond its noise.
+        assert!(!m(Some(0.150), 0.136).better_than_beyond(&m(Some(0.344), 0.167), noise(0.1, 0.02)));
+        assert!(
+            m(Some(0.6), 0.4).better_than_beyond(&m(Some(0.2), 0.2), noise(0.17, 0.02)),
+            "a QWK gain beyond its noise wins, whatever MAE does"
+        );
+        assert!(
+            !m(Some(0.225), 0.323).better_than_beyond(&m(Some(0.225), 0.323), noise(0.1, 0.02)),
+            "equal is not better"
+        );
     }
 
     #[test]

@@ -236,13 +236,15 @@ pub struct TrainingEpoch {
     pub epoch: i32,
     /// Validation agreement of the epoch's candidate.
     pub metrics: AgreementMetrics,
-    /// Whether the change was kept: validation QWK rose by more than `qwkNoise`, or it
-    /// moved less than that and MAE fell.
+    /// Whether the change was kept: validation QWK rose by more than `qwkNoise`; or QWK
+    /// moved less than that and MAE fell by more than `maeNoise`; or both moved less than
+    /// their noise and QWK rose (MAE falling on equal QWK).
     pub kept: bool,
     /// Standard error of the QWK difference between this candidate and the best grader
-    /// before it, on the same validation answers (paired bootstrap); a QWK change within it
-    /// is a tie that MAE decides. Null for epoch 0.
+    /// before it, on the same validation answers (paired bootstrap). Null for epoch 0.
     pub qwk_noise: Option<f64>,
+    /// Standard error of their MAE difference (paired). Null for epoch 0.
+    pub mae_noise: Option<f64>,
     /// Kind of change: `base`, `exemplars`, `exemplar_count`, `exemplar_set`,
     /// `calibration`, `gradient_epochs`, `refit` or `weights`.
     pub change_kind: String,
@@ -267,6 +269,7 @@ impl From<EpochRecord> for TrainingEpoch {
             metrics: r.metrics.into(),
             kept: r.kept,
             qwk_noise: r.qwk_noise,
+            mae_noise: r.mae_noise,
             change_kind: r.change.kind,
             change: r.change.description,
             tokens: r.tokens,
