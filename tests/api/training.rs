@@ -100,7 +100,8 @@ fn metric(v: &Value, name: &str) -> Option<f64> {
 }
 
 /// `a` is better than `b`: QWK higher by more than `a`'s `qwk_noise` (undefined QWK as 0);
-/// within it, MAE lower by more than `mae_noise`; within both, higher QWK, then lower MAE.
+/// within it, MAE lower by more than `mae_noise`; within both (or without a noise figure,
+/// as with fewer than two validation answers), higher QWK, then lower MAE.
 fn better(a: &Value, b: &Value) -> bool {
     let (qa, qb) = (
         metric(a, "qwk").unwrap_or(0.0),
@@ -110,16 +111,15 @@ fn better(a: &Value, b: &Value) -> bool {
         metric(a, "mae").unwrap_or(f64::INFINITY),
         metric(b, "mae").unwrap_or(f64::INFINITY),
     );
-    let noise = |name: &str| {
-        let n = a[name].as_f64().expect("a later epoch has its noise");
-        assert!(n >= 0.0, "{a}");
-        n
-    };
-    if (qa - qb).abs() > noise("qwk_noise") + 1e-9 {
-        return qa > qb;
-    }
-    if (ma - mb).abs() > noise("mae_noise") + 1e-9 {
-        return ma < mb;
+    let noise = (a["qwk_noise"].as_f64(), a["mae_noise"].as_f64());
+    if let (Some(qwk_noise), Some(mae_noise)) = noise {
+        assert!(qwk_noise >= 0.0 && mae_noise >= 0.0, "{a}");
+        if (qa - qb).abs() > qwk_noise + 1e-9 {
+            return qa > qb;
+        }
+        if (ma - mb).abs() > mae_noise + 1e-9 {
+            return ma < mb;
+        }
     }
     if (qa - qb).abs() > 1e-9 {
         return qa > qb;
@@ -239,6 +239,14 @@ async fn similarity_training_streams_epochs_over_a_websocket_and_keeps_only_impr
             .is_some_and(|d| !d.is_empty()));
     }
     let best = check_kept_only_improvements(&epochs);
+    for record in &epochs[1..] {
+        for noise in ["qwk_noise", "mae_noise"] {
+            assert!(
+                record[noise].as_f64().is_some_and(|n| n >= 0.0),
+                "each change is weighed against the noise of 45 answers: {record}"
+            );
+        }
+    }
     eprintln!(
         "similarity learning curve: {}",
         epochs
