@@ -405,12 +405,11 @@ impl Noise {
     /// validation answers, rounded to marks) against the teacher's; `None` when either
     /// cannot be measured (e.g. fewer than two answers).
     fn between(teacher: &[f64], best: &[f64], candidate: &[f64], seed: u64) -> Option<Self> {
-        let bins = bin_quarters;
         Some(Self {
             qwk: paired_qwk_noise(
-                &bins(teacher),
-                &bins(best),
-                &bins(candidate),
+                &bin_quarters(teacher),
+                &bin_quarters(best),
+                &bin_quarters(candidate),
                 QWK_RESAMPLES,
                 seed,
             )?,
