@@ -71,6 +71,14 @@ fuzz_build() {
   fuzz_cargo build --release
 }
 
+# fuzz_prepare: cargo-fuzz, the seed corpora and the built targets (`./gradelab test`
+# builds them with the other builds, before anything is timed or the model runs).
+fuzz_prepare() {
+  fuzz_ensure_cargo_fuzz || return 1
+  fuzz_seed
+  fuzz_build
+}
+
 # fuzz_target_run TARGET SECONDS: run one target; print execs and execs/s; on a crash,
 # print the input's path and fail.
 fuzz_target_run() {
@@ -107,9 +115,7 @@ fuzz_all() {
     return 0
   fi
   [[ "$secs" =~ ^[0-9]+$ ]] || die "fuzz: SECONDS must be a whole number, not '$secs'"
-  fuzz_ensure_cargo_fuzz || return 1
-  fuzz_seed
-  fuzz_build || return 1
+  fuzz_prepare || return 1
   for t in "${FUZZ_TARGETS[@]}"; do
     fuzz_target_run "$t" "$secs" || failed=$((failed + 1))
   done

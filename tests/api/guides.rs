@@ -771,6 +771,69 @@ async fn guides_are_listed_newest_first_in_pages() {
 }
 
 #[tokio::test]
+async fn a_list_reads_item_texts_only_where_they_are_asked_for_and_totals_stay_exact() {
+    // Labels, counts and totals come from rows read without the items' texts; a selection
+    // that asks for a text (directly or through a fragment) gets whole items.
+    let (app, _) = spawn_with_db(|_| {}).await;
+    let alice = app.sign_up("Alice").await;
+    for n in 1..=2 {
+        let created = from_text(
+            &app,
+            &alice.token,
+            &format!("Quiz {n}"),
+            &format!("{WELL_FORMED}\nVersion {n}"),
+            "PARSER",
+        )
+        .await
+        .ok();
+        let job = &created["createGuideFromText"]["job"]["id"];
+        assert_eq!(
+            wait_for_job(&app, &alice.token, job, JOB_WAIT).await["status"],
+            "SUCCEEDED"
+        );
+    }
+    let query = "{ guides(first: 5) { edges { node { itemCount totalMarks
+        brief: items { id label maxMarks position }
+        whole: items { ...Texts } } } } }
+        fragment Texts on GuideItem { id label maxMarks question modelAnswer rubric { marks } }";
+    let data = app.graphql(Some(&alice.token), query, json!({})).await.ok();
+    let edges = data["guides"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(edges.len(), 2);
+    for edge in &edges {
+        let node = &edge["node"];
+        let brief = node["brief"].as_array().cloned().unwrap_or_default();
+        let whole = node["whole"].as_array().cloned().unwrap_or_default();
+        assert!(!whole.is_empty(), "{node}");
+        assert_eq!(node["itemCount"], whole.len());
+        let total: f64 = whole.iter().filter_map(|i| i["maxMarks"].as_f64()).sum();
+        assert_eq!(node["totalMarks"].as_f64(), Some(total), "{node}");
+        let ids = |items: &[Value]| {
+            items
+                .iter()
+                .map(|i| (i["id"].clone(), i["label"].clone(), i["maxMarks"].clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&brief), ids(&whole), "same items, same order");
+        for item in &whole {
+            assert!(
+                !item["question"].as_str().unwrap_or_default().is_empty(),
+                "{item}"
+            );
+            let rubric_marks: f64 = item["rubric"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["marks"].as_f64())
+                .sum();
+            assert!(rubric_marks > 0.0, "the rubric is read whole: {item}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn lists_read_at_the_same_moment_by_several_users_are_each_their_own() {
     // Concurrent list reads are batched into one statement for all callers; each caller
     // must still get exactly their own page.

@@ -1,6 +1,7 @@
 //! Batched loading for list views, so a page of guides costs a fixed number of queries
 //! whatever its size (no N+1): the items of every guide on the page in one query, their
-//! latest jobs in another.
+//! latest jobs in another. Items are read without their texts unless the query asks for
+//! them (a look-ahead in `Guide.items`), as counts, totals and labels need none.
 //!
 //! The loaders are shared by all requests: the loads of concurrent requests that fall in
 //! the same millisecond go to the database as one query — the guide pages themselves too
@@ -21,7 +22,7 @@ use entity::{guide_items, jobs};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
-use crate::service::guides::{self, GuidePage};
+use crate::service::guides::{self, GuidePage, ItemDetail};
 
 /// Pages of a user's guides (texts left empty), keyed by page.
 pub struct GuidePageLoader {
@@ -46,21 +47,40 @@ impl Loader<GuidePage> for GuidePageLoader {
     }
 }
 
-/// The items of a guide, in order, keyed by guide id.
+/// Which items: those of one guide, read whole or as summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ItemsKey {
+    /// `guides.id`.
+    pub guide_id: i32,
+    /// Whole rows, or without their texts (see [`ItemDetail`]).
+    pub detail: ItemDetail,
+}
+
+/// The items of a guide, in order.
 pub struct GuideItemsLoader {
     db: DatabaseConnection,
 }
 
-impl Loader<i32> for GuideItemsLoader {
+impl Loader<ItemsKey> for GuideItemsLoader {
     type Value = Arc<Vec<guide_items::Model>>;
     type Error = Arc<guides::GuideError>;
 
-    async fn load(&self, keys: &[i32]) -> Result<HashMap<i32, Self::Value>, Self::Error> {
-        let mut found = guides::items_of(&self.db, keys).await.map_err(Arc::new)?;
-        Ok(keys
-            .iter()
-            .map(|key| (*key, Arc::new(found.remove(key).unwrap_or_default())))
-            .collect())
+    async fn load(&self, keys: &[ItemsKey]) -> Result<HashMap<ItemsKey, Self::Value>, Self::Error> {
+        let mut by_detail: HashMap<ItemDetail, Vec<i32>> = HashMap::new();
+        for key in keys {
+            by_detail.entry(key.detail).or_default().push(key.guide_id);
+        }
+        let mut loaded = HashMap::with_capacity(keys.len());
+        for (detail, guide_ids) in by_detail {
+            let mut found = guides::items_of(&self.db, &guide_ids, detail)
+                .await
+                .map_err(Arc::new)?;
+            for guide_id in guide_ids {
+                let rows = found.remove(&guide_id).unwrap_or_default();
+                loaded.insert(ItemsKey { guide_id, detail }, Arc::new(rows));
+            }
+        }
+        Ok(loaded)
     }
 }
 

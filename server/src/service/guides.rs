@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::enums::{GuideStatus, JobKind};
 use entity::{guide_items, guides, jobs, uploads};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, Query, UnionType};
@@ -543,17 +543,75 @@ pub async fn items(
         .await?)
 }
 
-/// Items of several guides at once (for list views), keyed by guide id.
+/// How much of each item a list view reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ItemDetail {
+    /// Everything but the texts: `question` and `model_answer` are left empty and `rubric`
+    /// is an empty array (what counts, totals and labels need).
+    Summary,
+    /// Whole rows.
+    Full,
+}
+
+/// Items of several guides at once (for list views), keyed by guide id, in order.
 pub async fn items_of(
     db: &DatabaseConnection,
     guide_ids: &[i32],
+    detail: ItemDetail,
 ) -> Result<HashMap<i32, Vec<guide_items::Model>>, GuideError> {
-    let rows = guide_items::Entity::find()
+    let query = guide_items::Entity::find()
         .filter(guide_items::Column::GuideId.is_in(guide_ids.iter().copied()))
         .order_by_asc(guide_items::Column::Position)
-        .order_by_asc(guide_items::Column::Id)
-        .all(db)
-        .await?;
+        .order_by_asc(guide_items::Column::Id);
+    let rows = match detail {
+        ItemDetail::Full => query.all(db).await?,
+        ItemDetail::Summary => {
+            use guide_items::Column as C;
+            type Row = (
+                i32,
+                i32,
+                i32,
+                String,
+                f64,
+                bool,
+                DateTime<Utc>,
+                DateTime<Utc>,
+            );
+            let rows: Vec<Row> = query
+                .select_only()
+                .columns([
+                    C::Id,
+                    C::GuideId,
+                    C::Position,
+                    C::Label,
+                    C::MaxMarks,
+                    C::Edited,
+                ])
+                .columns([C::CreatedAt, C::UpdatedAt])
+                .into_tuple()
+                .all(db)
+                .await?;
+            rows.into_iter()
+                .map(
+                    |(id, guide_id, position, label, max_marks, edited, created_at, updated_at)| {
+                        guide_items::Model {
+                            id,
+                            guide_id,
+                            position,
+                            label,
+                            question: String::new(),
+                            model_answer: String::new(),
+                            max_marks,
+                            rubric: json!([]),
+                            edited,
+                            created_at,
+                            updated_at,
+                        }
+                    },
+                )
+                .collect()
+        }
+    };
     let mut map: HashMap<i32, Vec<guide_items::Model>> = HashMap::new();
     for row in rows {
         map.entry(row.guide_id).or_default().push(row);

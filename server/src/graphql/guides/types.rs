@@ -10,10 +10,12 @@ use entity::{guide_items, guides};
 
 use crate::error::{AppError, GqlResultExt};
 use crate::graphql::jobs::types::Job;
-use crate::graphql::loaders::{GuideItemsLoader, LatestJobKey, LatestJobLoader};
+use crate::graphql::loaders::{GuideItemsLoader, ItemsKey, LatestJobKey, LatestJobLoader};
 use crate::graphql::state;
 use crate::ingest::{Criterion, ExtractedItem};
-use crate::service::guides::{self as service, ExtractionMethod as ServiceMethod, ItemPatch};
+use crate::service::guides::{
+    self as service, ExtractionMethod as ServiceMethod, ItemDetail, ItemPatch,
+};
 
 /// Where a guide is in item extraction.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -126,8 +128,17 @@ impl Guide {
 
     /// The guide's items in order.
     async fn items(&self, ctx: &Context<'_>) -> Result<Vec<GuideItem>> {
+        let wanted = ctx.look_ahead();
+        let detail = if ["question", "modelAnswer", "rubric"]
+            .iter()
+            .any(|field| wanted.field(field).exists())
+        {
+            ItemDetail::Full
+        } else {
+            ItemDetail::Summary
+        };
         Ok(self
-            .item_rows(ctx)
+            .item_rows(ctx, detail)
             .await?
             .iter()
             .cloned()
@@ -137,12 +148,17 @@ impl Guide {
 
     /// Number of items.
     async fn item_count(&self, ctx: &Context<'_>) -> Result<i32> {
-        Ok(self.item_rows(ctx).await?.len() as i32)
+        Ok(self.item_rows(ctx, ItemDetail::Summary).await?.len() as i32)
     }
 
     /// Sum of the items' maximum marks.
     async fn total_marks(&self, ctx: &Context<'_>) -> Result<f64> {
-        Ok(self.item_rows(ctx).await?.iter().map(|i| i.max_marks).sum())
+        Ok(self
+            .item_rows(ctx, ItemDetail::Summary)
+            .await?
+            .iter()
+            .map(|i| i.max_marks)
+            .sum())
     }
 
     /// The most recent extraction job, if any.
@@ -159,10 +175,17 @@ impl Guide {
 
 impl Guide {
     /// The guide's items, loaded in one batch with the other guides of the response.
-    async fn item_rows(&self, ctx: &Context<'_>) -> Result<Arc<Vec<guide_items::Model>>> {
+    async fn item_rows(
+        &self,
+        ctx: &Context<'_>,
+        detail: ItemDetail,
+    ) -> Result<Arc<Vec<guide_items::Model>>> {
         let loader = ctx.data::<DataLoader<GuideItemsLoader>>()?;
         let rows = loader
-            .load_one(self.db_id)
+            .load_one(ItemsKey {
+                guide_id: self.db_id,
+                detail,
+            })
             .await
             .map_err(|err| AppError::internal(anyhow::anyhow!("loading items: {err}")))
             .gql()?;
