@@ -83,6 +83,17 @@ SQL
       -U "$PG_ROLE" -d postgres -tAc 'select 1' >/dev/null ||
       die "cannot log in as $PG_ROLE on 127.0.0.1:$PG_PORT (check pg_hba.conf)"
   fi
+  # Test databases left by an earlier run (see PgDatabase in tests/src/lib.rs).
+  local stale
+  stale=$(PGPASSWORD=$PG_PASSWORD psql -X -q -w -h 127.0.0.1 -p "$PG_PORT" -U "$PG_ROLE" \
+    -d postgres -tAc "select datname from pg_database where datname like 'gradelab\_test\_%'" 2>/dev/null || true)
+  if [[ -n "$stale" ]]; then
+    while IFS= read -r db; do
+      PGPASSWORD=$PG_PASSWORD psql -X -q -w -h 127.0.0.1 -p "$PG_PORT" -U "$PG_ROLE" \
+        -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done <<<"$stale"
+    did+=("dropped $(wc -l <<<"$stale") leftover test database(s)")
+  fi
   if [[ ${#did[@]} -eq 0 ]]; then did=("already running"); fi
   msg=$(printf '%s, ' "${did[@]}")
   log "[postgres] $PG_VERSION/$PG_CLUSTER on 127.0.0.1:$PG_PORT: ${msg%, } ($(elapsed "$t0")s)"

@@ -259,19 +259,32 @@ impl Subscription {
     }
 }
 
-/// A PostgreSQL database created for one test and dropped afterwards.
+/// A PostgreSQL database created for one test, named after the test's process.
+///
+/// It is not dropped when the test ends: dropping it there would block the test's runtime
+/// while the test's server may be half-way through opening a connection, and PostgreSQL's
+/// `DROP DATABASE` waits for every backend, one stuck in authentication included, until
+/// `authentication_timeout` (60 s). Instead each new test database first drops those of
+/// test processes that have exited (nextest runs each test in a process of its own), and
+/// `./gradelab pg start` drops any left before a run.
 struct PgDatabase {
-    admin_url: String,
-    name: String,
     url: String,
 }
+
+/// Test databases are `gradelab_test_<pid>_<random>`.
+const PG_TEST_PREFIX: &str = "gradelab_test_";
 
 impl PgDatabase {
     async fn create() -> anyhow::Result<Self> {
         let admin_url = std::env::var("GRADELAB_TEST_PG_URL")
             .context("GRADELAB_TEST_DB=postgres needs GRADELAB_TEST_PG_URL (an admin URL)")?;
-        let name = format!("gradelab_test_{:016x}", rand::thread_rng().gen::<u64>());
+        let name = format!(
+            "{PG_TEST_PREFIX}{}_{:016x}",
+            std::process::id(),
+            rand::thread_rng().gen::<u64>()
+        );
         let admin = sea_orm::Database::connect(&admin_url).await?;
+        drop_orphaned_databases(&admin).await;
         admin
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await?;
@@ -282,31 +295,38 @@ impl PgDatabase {
             .context("admin URL has no database part")?;
         Ok(Self {
             url: format!("{base}/{name}"),
-            admin_url,
-            name,
         })
     }
 }
 
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop needs its own runtime: the test's runtime may be shutting down.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                if let Ok(admin) = sea_orm::Database::connect(&admin_url).await {
-                    let _ = admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+/// Drops the test databases whose process has exited (best effort: a failure or a slow
+/// drop leaves the database for a later test or `./gradelab pg start`).
+async fn drop_orphaned_databases(admin: &sea_orm::DatabaseConnection) {
+    // Without /proc there is no telling a live test's database from an orphan.
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let list = sea_orm::Statement::from_string(
+        admin.get_database_backend(),
+        format!("SELECT datname FROM pg_database WHERE starts_with(datname, '{PG_TEST_PREFIX}')"),
+    );
+    let Ok(rows) = admin.query_all(list).await else {
+        return;
+    };
+    for row in rows {
+        let Ok(name) = row.try_get::<String>("", "datname") else {
+            continue;
+        };
+        let pid = name
+            .strip_prefix(PG_TEST_PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let drop = admin.execute_unprepared(&statement);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drop).await;
     }
 }
