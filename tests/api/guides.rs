@@ -727,20 +727,26 @@ fn titles(data: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// Creates guide "Quiz `n`" from the well-formed text (parsed in the background) and
+/// returns the mutation's data.
+async fn quiz(app: &TestApp, token: &str, n: u32) -> Value {
+    from_text(
+        app,
+        token,
+        &format!("Quiz {n}"),
+        &format!("{WELL_FORMED}\nVersion {n}"),
+        "PARSER",
+    )
+    .await
+    .ok()
+}
+
 #[tokio::test]
 async fn guides_are_listed_newest_first_in_pages() {
     let (app, _) = spawn_with_db(|_| {}).await;
     let alice = app.sign_up("Alice").await;
     for n in 1..=3 {
-        from_text(
-            &app,
-            &alice.token,
-            &format!("Quiz {n}"),
-            &format!("{WELL_FORMED}\nVersion {n}"),
-            "PARSER",
-        )
-        .await
-        .ok();
+        quiz(&app, &alice.token, n).await;
     }
     let query = "query($after: String) { guides(first: 2, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { title text } } } }";
     let first = app
@@ -777,15 +783,7 @@ async fn a_list_reads_item_texts_only_where_they_are_asked_for_and_totals_stay_e
     let (app, _) = spawn_with_db(|_| {}).await;
     let alice = app.sign_up("Alice").await;
     for n in 1..=2 {
-        let created = from_text(
-            &app,
-            &alice.token,
-            &format!("Quiz {n}"),
-            &format!("{WELL_FORMED}\nVersion {n}"),
-            "PARSER",
-        )
-        .await
-        .ok();
+        let created = quiz(&app, &alice.token, n).await;
         let job = &created["createGuideFromText"]["job"]["id"];
         assert_eq!(
             wait_for_job(&app, &alice.token, job, JOB_WAIT).await["status"],
