@@ -832,6 +832,79 @@ async fn a_list_reads_item_texts_only_where_they_are_asked_for_and_totals_stay_e
 }
 
 #[tokio::test]
+async fn a_page_answers_jobs_and_items_as_each_guide_does_on_its_own() {
+    // A page loads its guides' items and latest jobs for the whole page at once; each guide
+    // read on its own loads them one by one. Both must agree, the newest job first.
+    let (app, _) = spawn_with_db(|_| {}).await;
+    let alice = app.sign_up("Alice").await;
+    for n in 1..=3 {
+        let created = quiz(&app, &alice.token, n).await;
+        let job = &created["createGuideFromText"]["job"]["id"];
+        wait_for_job(&app, &alice.token, job, JOB_WAIT).await;
+    }
+    let fields = "id itemCount totalMarks items { id label } latestJob { id kind status }
+        extraction: extractionJob { id }";
+    let page = |query: String| {
+        let app = &app;
+        let token = alice.token.clone();
+        async move { app.graphql(Some(&token), &query, json!({})).await.ok() }
+    };
+    let listed = page(format!(
+        "{{ guides(first: 10) {{ edges {{ node {{ {fields} }} }} }} }}"
+    ))
+    .await;
+    let nodes: Vec<Value> = listed["guides"]["edges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|edge| edge["node"].clone())
+        .collect();
+    assert_eq!(nodes.len(), 3);
+    // Re-extract the oldest guide: its newest job is the second extraction.
+    let oldest = nodes[2]["id"].clone();
+    let again = app
+        .graphql(
+            Some(&alice.token),
+            "mutation($id: ID!) { reextractGuide(id: $id, method: PARSER) { id } }",
+            json!({ "id": oldest }),
+        )
+        .await
+        .ok();
+    let second = again["reextractGuide"]["id"].clone();
+    wait_for_job(&app, &alice.token, &second, JOB_WAIT).await;
+
+    let listed = page(format!(
+        "{{ guides(first: 10) {{ edges {{ node {{ {fields} }} }} }} }}"
+    ))
+    .await;
+    for edge in listed["guides"]["edges"].as_array().into_iter().flatten() {
+        let node = &edge["node"];
+        let alone = page(format!(
+            "{{ guide(id: \"{}\") {{ {fields} }} }}",
+            node["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+        assert_eq!(node, &alone["guide"], "the page and the guide alone differ");
+        assert_eq!(node["latestJob"]["kind"], "EXTRACTION", "{node}");
+        assert_eq!(node["latestJob"]["id"], node["extraction"]["id"], "{node}");
+        assert_eq!(
+            node["itemCount"],
+            node["items"].as_array().map_or(0, Vec::len)
+        );
+    }
+    let reread = listed["guides"]["edges"]
+        .as_array()
+        .and_then(|edges| edges.iter().find(|e| e["node"]["id"] == oldest))
+        .map(|e| e["node"].clone())
+        .unwrap_or_default();
+    assert_eq!(
+        reread["latestJob"]["id"], second,
+        "the newest job: {reread}"
+    );
+    assert_eq!(reread["latestJob"]["status"], "SUCCEEDED");
+}
+
+#[tokio::test]
 async fn lists_read_at_the_same_moment_by_several_users_are_each_their_own() {
     // Concurrent list reads are batched into one statement for all callers; each caller
     // must still get exactly their own page.

@@ -1,12 +1,14 @@
 //! Guide queries.
 
+use std::sync::Arc;
+
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Object, Result, ID};
 
 use super::types::Guide;
 use crate::error::{AppError, GqlResultExt};
-use crate::graphql::loaders::GuidePageLoader;
+use crate::graphql::loaders::{GuideItemsLoader, GuidePageLoader, LatestJobLoader, PagePrefetch};
 use crate::graphql::{parse_id, require_user, state};
 use crate::service::guides::{self, GuidePage};
 
@@ -78,10 +80,23 @@ impl GuideQuery {
                 user_id: auth.user_id,
             },
         );
-        connection.edges.extend(
-            rows.into_iter()
-                .map(|guide| Edge::new(guide.id.to_string(), Guide::listed(guide))),
+        let guide_ids: Vec<i32> = rows.iter().map(|guide| guide.id).collect();
+        let prefetched = Arc::new(
+            PagePrefetch::load(
+                &ctx.look_ahead().field("edges").field("node"),
+                &guide_ids,
+                ctx.data::<DataLoader<GuideItemsLoader>>()?,
+                ctx.data::<DataLoader<LatestJobLoader>>()?,
+            )
+            .await
+            .gql()?,
         );
+        connection.edges.extend(rows.into_iter().map(|guide| {
+            Edge::new(
+                guide.id.to_string(),
+                Guide::listed(guide, Arc::clone(&prefetched)),
+            )
+        }));
         Ok(connection)
     }
 }

@@ -10,7 +10,9 @@ use entity::{guide_items, guides};
 
 use crate::error::{AppError, GqlResultExt};
 use crate::graphql::jobs::types::Job;
-use crate::graphql::loaders::{GuideItemsLoader, ItemsKey, LatestJobKey, LatestJobLoader};
+use crate::graphql::loaders::{
+    GuideItemsLoader, ItemsKey, LatestJobKey, LatestJobLoader, PagePrefetch,
+};
 use crate::graphql::state;
 use crate::ingest::{Criterion, ExtractedItem};
 use crate::service::guides::{
@@ -83,6 +85,9 @@ pub struct Guide {
     pub db_id: i32,
     #[graphql(skip)]
     pub user_id: i32,
+    /// What its page loaded for it and the other guides of the page.
+    #[graphql(skip)]
+    pub prefetched: Option<Arc<PagePrefetch>>,
 }
 
 impl From<guides::Model> for Guide {
@@ -100,15 +105,18 @@ impl From<guides::Model> for Guide {
             error: guide.error,
             created_at: guide.created_at,
             updated_at: guide.updated_at,
+            prefetched: None,
         }
     }
 }
 
 impl Guide {
-    /// A guide from a list row, whose text was not read: `text` reads it when asked for.
-    pub fn listed(guide: guides::Model) -> Self {
+    /// A guide from a list row, whose text was not read (`text` reads it when asked for),
+    /// with what its page loaded.
+    pub fn listed(guide: guides::Model, prefetched: Arc<PagePrefetch>) -> Self {
         Self {
             text: None,
+            prefetched: Some(prefetched),
             ..Self::from(guide)
         }
     }
@@ -180,12 +188,16 @@ impl Guide {
         ctx: &Context<'_>,
         detail: ItemDetail,
     ) -> Result<Arc<Vec<guide_items::Model>>> {
+        let key = ItemsKey {
+            guide_id: self.db_id,
+            detail,
+        };
+        if let Some(rows) = self.prefetched.as_ref().and_then(|page| page.items(key)) {
+            return Ok(rows);
+        }
         let loader = ctx.data::<DataLoader<GuideItemsLoader>>()?;
         let rows = loader
-            .load_one(ItemsKey {
-                guide_id: self.db_id,
-                detail,
-            })
+            .load_one(key)
             .await
             .map_err(|err| AppError::internal(anyhow::anyhow!("loading items: {err}")))
             .gql()?;
@@ -198,11 +210,21 @@ impl Guide {
         ctx: &Context<'_>,
         kind: Option<entity::enums::JobKind>,
     ) -> Result<Option<Job>> {
-        let loader = ctx.data::<DataLoader<LatestJobLoader>>()?;
         let key = LatestJobKey {
             guide_id: self.db_id,
             kind,
         };
+        if let Some(row) = self
+            .prefetched
+            .as_ref()
+            .and_then(|page| page.latest_job(key))
+        {
+            return Ok(row
+                .filter(|job| job.user_id == self.user_id)
+                .cloned()
+                .map(Into::into));
+        }
+        let loader = ctx.data::<DataLoader<LatestJobLoader>>()?;
         let row = loader
             .load_one(key)
             .await
