@@ -741,6 +741,18 @@ async fn quiz(app: &TestApp, token: &str, n: u32) -> Value {
     .ok()
 }
 
+/// Quizzes 1..=`count`, each waited for until its items are extracted.
+async fn extracted_quizzes(app: &TestApp, token: &str, count: u32) {
+    for n in 1..=count {
+        let created = quiz(app, token, n).await;
+        let job = &created["createGuideFromText"]["job"]["id"];
+        assert_eq!(
+            wait_for_job(app, token, job, JOB_WAIT).await["status"],
+            "SUCCEEDED"
+        );
+    }
+}
+
 #[tokio::test]
 async fn guides_are_listed_newest_first_in_pages() {
     let (app, _) = spawn_with_db(|_| {}).await;
@@ -782,14 +794,7 @@ async fn a_list_reads_item_texts_only_where_they_are_asked_for_and_totals_stay_e
     // that asks for a text (directly or through a fragment) gets whole items.
     let (app, _) = spawn_with_db(|_| {}).await;
     let alice = app.sign_up("Alice").await;
-    for n in 1..=2 {
-        let created = quiz(&app, &alice.token, n).await;
-        let job = &created["createGuideFromText"]["job"]["id"];
-        assert_eq!(
-            wait_for_job(&app, &alice.token, job, JOB_WAIT).await["status"],
-            "SUCCEEDED"
-        );
-    }
+    extracted_quizzes(&app, &alice.token, 2).await;
     let query = "{ guides(first: 5) { edges { node { itemCount totalMarks
         brief: items { id label maxMarks position }
         whole: items { ...Texts } } } } }
@@ -837,11 +842,7 @@ async fn a_page_answers_jobs_and_items_as_each_guide_does_on_its_own() {
     // read on its own loads them one by one. Both must agree, the newest job first.
     let (app, _) = spawn_with_db(|_| {}).await;
     let alice = app.sign_up("Alice").await;
-    for n in 1..=3 {
-        let created = quiz(&app, &alice.token, n).await;
-        let job = &created["createGuideFromText"]["job"]["id"];
-        wait_for_job(&app, &alice.token, job, JOB_WAIT).await;
-    }
+    extracted_quizzes(&app, &alice.token, 3).await;
     let fields = "id itemCount totalMarks items { id label } latestJob { id kind status }
         extraction: extractionJob { id }";
     let page = |query: String| {
