@@ -6,11 +6,14 @@
 //! ([`test_runs::start`]), both executed by the ordinary job workers.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use entity::enums::{Engine, JobStatus};
+use entity::llm_cache;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Schema, Set};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -89,6 +92,11 @@ pub struct EvalArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Keep the model's replies in this SQLite file between runs: a request it holds is
+    /// answered from it instead of the model (the same request gets the same reply, so a
+    /// rerun is reproducible), and new replies are added after each engine.
+    #[arg(long, value_name = "FILE")]
+    pub llm_cache: Option<PathBuf>,
 }
 
 /// What `gradelab eval` measured.
@@ -268,11 +276,73 @@ pub async fn evaluate(mut settings: Settings, args: &EvalArgs) -> anyhow::Result
         .iter()
         .map(|(k, v)| ((*k).to_owned(), *v))
         .collect();
+    let kept = match &args.llm_cache {
+        Some(path) => {
+            let file = open_cache_file(path).await?;
+            let copied = copy_cache(&file, &state.db).await?;
+            tracing::info!(replies = copied, file = %path.display(), "model replies read from --llm-cache");
+            Some(file)
+        }
+        None => None,
+    };
     let mut reports = Vec::with_capacity(args.engine.len());
     for &engine in &args.engine {
         reports.push(evaluate_engine(&state, user.id, guide.id, &imported, args, engine).await?);
+        if let Some(file) = &kept {
+            let added = copy_cache(&state.db, file).await?;
+            tracing::info!(replies = added, "model replies added to --llm-cache");
+        }
     }
     Ok(reports)
+}
+
+/// The `--llm-cache` file: an SQLite database with one table, `llm_cache`, as the server's.
+async fn open_cache_file(path: &Path) -> anyhow::Result<DatabaseConnection> {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let db = sea_orm::Database::connect(url)
+        .await
+        .with_context(|| format!("opening the --llm-cache file {}", path.display()))?;
+    let backend = db.get_database_backend();
+    let mut create = Schema::new(backend).create_table_from_entity(llm_cache::Entity);
+    create.if_not_exists();
+    db.execute(backend.build(&create))
+        .await
+        .with_context(|| format!("{} is not a GradeLab reply cache", path.display()))?;
+    Ok(db)
+}
+
+/// Copies the cached replies of `from` that `to` lacks (by request hash); returns how many.
+async fn copy_cache(from: &DatabaseConnection, to: &DatabaseConnection) -> anyhow::Result<u64> {
+    let rows = llm_cache::Entity::find()
+        .all(from)
+        .await
+        .context("reading cached replies")?;
+    let mut copied = 0;
+    // 100 rows of 9 values each stay far below SQLite's limit on bound parameters.
+    for chunk in rows.chunks(100) {
+        let entries = chunk.iter().cloned().map(|row| llm_cache::ActiveModel {
+            request_sha256: Set(row.request_sha256),
+            provider: Set(row.provider),
+            model: Set(row.model),
+            response: Set(row.response),
+            prompt_tokens: Set(row.prompt_tokens),
+            completion_tokens: Set(row.completion_tokens),
+            hits: Set(row.hits),
+            created_at: Set(row.created_at),
+            last_hit_at: Set(row.last_hit_at),
+            ..Default::default()
+        });
+        copied += llm_cache::Entity::insert_many(entries)
+            .on_conflict(
+                OnConflict::column(llm_cache::Column::RequestSha256)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(to)
+            .await
+            .context("writing cached replies")?;
+    }
+    Ok(copied)
 }
 
 /// Trains one engine on the imported guide and tests the grader version it made.

@@ -32,7 +32,7 @@ enum Command {
     Migrate,
     /// Train and test a grader on a dataset directory (items.jsonl + answers.jsonl) on a
     /// temporary database, and print the metrics: no server, no browser.
-    Eval(gradelab::eval::EvalArgs),
+    Eval(Box<gradelab::eval::EvalArgs>),
 }
 
 #[tokio::main]
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
         for key in unknown {
             tracing::warn!(key, "unknown configuration key ignored");
         }
-        return gradelab::eval::run(settings, args).await;
+        return gradelab::eval::run(settings, *args).await;
     }
     gradelab::telemetry::init(settings.telemetry.json);
     for key in unknown {

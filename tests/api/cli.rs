@@ -1,11 +1,13 @@
 //! `gradelab eval`: the built binary trains and tests a similarity grader on a small SAF
-//! slice and prints the metrics table, or JSON for scripts, with no server or browser.
+//! slice and prints the metrics table, or JSON for scripts, with no server or browser;
+//! with `--llm-cache` a rerun is answered from the file (a canned model counts the calls).
 //! It embeds a data set and uses its own SQLite file, so its name puts it with the
 //! model-bound tests (serial, skipped by the PostgreSQL pass).
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use gradelab_tests::fault_proxy::FaultServer;
 use gradelab_tests::workspace_root;
 use serde_json::Value;
 
@@ -47,10 +49,16 @@ fn saf_dir() -> PathBuf {
 }
 
 fn eval(binary: &PathBuf, extra: &[&str]) -> (String, String) {
+    eval_with(binary, &[], extra)
+}
+
+/// `gradelab eval` on the slice with these settings in its environment.
+fn eval_with(binary: &PathBuf, env: &[(&str, &str)], extra: &[&str]) -> (String, String) {
     let dir = tempfile::tempdir().expect("a working directory without gradelab.toml");
     let output = Command::new(binary)
         .current_dir(dir.path())
         .env_remove("GRADELAB_DATABASE__URL")
+        .envs(env.iter().copied())
         .arg("eval")
         .arg(saf_dir())
         .args([
@@ -125,4 +133,56 @@ async fn gradelab_eval_grades_a_saf_slice_with_the_model_pipeline_and_prints_met
     );
     assert!(report["imported"]["validation"].as_u64().unwrap_or(0) > 0);
     assert_eq!(report["tokens"], 0);
+}
+
+// Two workers: the canned model answers on one while `eval_with` blocks the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_llm_cache_a_rerun_is_answered_from_the_file_without_the_model() {
+    // The first run asks the (canned) model and keeps its replies in the file; the second
+    // run of the same evaluation asks it nothing and measures the same figures.
+    let binary = gradelab_binary();
+    let server = FaultServer::canned(
+        r#"{"rationale":"Names the idea.","criteria":[],"score":1,"feedback":"Good."}"#,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("a directory for the cache file");
+    let cache = dir.path().join("replies.db");
+    let cache_arg = cache.display().to_string();
+    let env = [
+        ("GRADELAB_LLM__PROVIDER", "llamacpp"),
+        ("GRADELAB_LLM__BASE_URL", server.base_url.as_str()),
+        ("GRADELAB_LLM__MODEL", "canned"),
+    ];
+    let args = [
+        "--engine",
+        "llm",
+        "--limit",
+        "6",
+        "--json",
+        "--llm-cache",
+        &cache_arg,
+    ];
+
+    let (first, _) = eval_with(&binary, &env, &args);
+    let asked = server.requests();
+    assert!(asked > 0, "the first run asks the model");
+    assert!(cache.exists(), "the replies are kept in {cache_arg}");
+
+    let (second, _) = eval_with(&binary, &env, &args);
+    assert_eq!(server.requests(), asked, "the rerun asks the model nothing");
+    let first: Value = serde_json::from_str(&first).expect("JSON");
+    let second: Value = serde_json::from_str(&second).expect("JSON");
+    assert_eq!(first["metrics"]["n"], 6);
+    for key in ["qwk", "mae", "pearson", "exact_agreement"] {
+        assert_eq!(first["metrics"][key], second["metrics"][key], "{key}");
+    }
+    let curve = |report: &Value| {
+        report["epochs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| (e["kept"].clone(), e["metrics"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(curve(&first), curve(&second), "the same learning curve");
 }
