@@ -97,6 +97,30 @@ pub struct EvalArgs {
     /// rerun is reproducible), and new replies are added after each engine.
     #[arg(long, value_name = "FILE")]
     pub llm_cache: Option<PathBuf>,
+    /// Write every graded test answer to this JSON Lines file (engine, item, student,
+    /// maximum, the teacher's mark and each engine's), so runs on different slices can be
+    /// pooled or compared answer by answer.
+    #[arg(long, value_name = "FILE")]
+    pub predictions: Option<PathBuf>,
+}
+
+/// One line of the `--predictions` file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    /// The engine that graded it.
+    pub engine: EngineArg,
+    /// The item's label.
+    pub item: String,
+    /// The teacher's identifier for the student.
+    pub student_ref: String,
+    /// The item's maximum mark.
+    pub max_marks: f64,
+    /// The teacher's mark.
+    pub teacher: Option<f64>,
+    /// The engine's mark (first grading).
+    pub score: f64,
+    /// Marks of every grading (`--repeats`).
+    pub scores: Vec<f64>,
 }
 
 /// What `gradelab eval` measured.
@@ -120,11 +144,17 @@ pub struct EvalReport {
     pub test_seconds: f64,
     /// LLM tokens spent (prompt + completion) by both jobs.
     pub tokens: i64,
+    /// Every graded test answer.
+    #[serde(skip)]
+    pub predictions: Vec<Prediction>,
 }
 
 /// Runs `gradelab eval` and prints the result; the error says what failed.
 pub async fn run(settings: Settings, args: EvalArgs) -> anyhow::Result<()> {
     let reports = evaluate(settings, &args).await?;
+    if let Some(path) = &args.predictions {
+        write_predictions(path, &reports)?;
+    }
     if args.json {
         match reports.as_slice() {
             [one] => println!("{}", serde_json::to_string_pretty(one)?),
@@ -135,6 +165,16 @@ pub async fn run(settings: Settings, args: EvalArgs) -> anyhow::Result<()> {
         print!("{}", tables.join("\n"));
     }
     Ok(())
+}
+
+/// Writes every report's predictions to `path` as JSON Lines.
+fn write_predictions(path: &Path, reports: &[EvalReport]) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for prediction in reports.iter().flat_map(|r| &r.predictions) {
+        out.push_str(&serde_json::to_string(prediction)?);
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The dataset's files, narrowed to `--items`, `--train-limit` and `--split`.
@@ -402,6 +442,20 @@ async fn evaluate_engine(
         .await
         .map_err(|err| anyhow::anyhow!("reading the metrics: {err}"))?
         .context("the test run stored no metrics")?;
+    let predictions = test_runs::answer_results(&state.db, user_id, run.id)
+        .await
+        .map_err(|err| anyhow::anyhow!("reading the graded answers: {err}"))?
+        .into_iter()
+        .map(|r| Prediction {
+            engine,
+            item: r.item_label,
+            student_ref: r.student_ref,
+            max_marks: r.max_marks,
+            teacher: r.teacher_score,
+            score: r.score,
+            scores: r.scores,
+        })
+        .collect();
     Ok(EvalReport {
         dataset: args.dataset.display().to_string(),
         engine,
@@ -415,6 +469,7 @@ async fn evaluate_engine(
             + trained.completion_tokens
             + tested.prompt_tokens
             + tested.completion_tokens,
+        predictions,
     })
 }
 

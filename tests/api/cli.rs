@@ -110,10 +110,37 @@ async fn gradelab_eval_grades_a_saf_slice_with_the_model_pipeline_and_prints_met
         .expect("an n row");
     assert!(n_line.trim_end().ends_with(" 20"), "{n_line}");
 
-    let (json, _) = eval(&binary, &["--limit", "12", "--json"]);
+    let out = tempfile::tempdir().expect("a directory for the predictions");
+    let file = out.path().join("predictions.jsonl");
+    let (json, _) = eval(
+        &binary,
+        &[
+            "--limit",
+            "12",
+            "--json",
+            "--predictions",
+            &file.to_string_lossy(),
+        ],
+    );
     let report: Value = serde_json::from_str(&json).expect("--json prints one JSON object");
     let metrics = &report["metrics"];
     assert_eq!(metrics["n"], 12);
+    // `--predictions` writes the graded answers the metrics were computed from.
+    let lines = std::fs::read_to_string(&file).expect("the predictions file");
+    let rows: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 12, "{lines}");
+    assert!(rows.iter().all(|r| r["engine"] == "similarity"
+        && ["4.13", "6.2_IPP"].contains(&r["item"].as_str().unwrap_or(""))
+        && r["teacher"].is_number()
+        && r["score"].as_f64() <= r["max_marks"].as_f64()));
+    let exact = rows.iter().filter(|r| r["score"] == r["teacher"]).count() as f64 / 12.0;
+    let reported = metrics["exact_agreement"]
+        .as_f64()
+        .expect("exact agreement");
+    assert!((exact - reported).abs() < 1e-9, "{exact} vs {reported}");
     assert_eq!(metrics["engine"], "similarity");
     for key in [
         "qwk",

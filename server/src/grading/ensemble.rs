@@ -2,9 +2,11 @@
 //!
 //! Each engine's weight starts from its quadratic weighted kappa on the validation split
 //! (floored at zero, plus a small prior so an engine with no measured agreement still
-//! counts a little); a training job then searches the blend on the validation split and
-//! keeps a new weight only when agreement improves. The blend is taken on calibrated,
-//! unrounded normalised scores and rounded once, to the item's mark step.
+//! counts a little); a training job then searches the LLM's share from 0 to 1 on the
+//! validation split whenever either engine changes, and moves the weights only when the
+//! blend agrees better, so an engine that adds only noise can end up with no weight. The
+//! blend is taken on calibrated, unrounded normalised scores and rounded once, to the
+//! item's mark step.
 
 use serde::{Deserialize, Serialize};
 

@@ -1213,8 +1213,16 @@ impl Trainer {
                 let llm_config = llm.base_config(model.0.clone(), model.1.clone());
                 let (sim_config, _) = sim.base();
                 let exemplars = llm_config.exemplars.describe();
-                let (config, weights) =
-                    ensemble(data, llm, sim, llm_config, sim_config, None, guard).await?;
+                let (config, weights) = ensemble(
+                    data,
+                    llm,
+                    sim,
+                    llm_config,
+                    sim_config,
+                    BlendSearch::Coarse,
+                    guard,
+                )
+                .await?;
                 Ok((
                     GraderConfig::Ensemble(config),
                     Change::new(
@@ -1259,7 +1267,7 @@ impl Trainer {
                             sim,
                             llm_config,
                             best.similarity.clone(),
-                            None,
+                            BlendSearch::Coarse,
                             guard,
                         )
                         .await?;
@@ -1273,9 +1281,16 @@ impl Trainer {
                     }
                     2 => {
                         let (sim_config, change) = sim.propose(epoch.div_ceil(3), &best.similarity);
-                        let (config, weights) =
-                            ensemble(data, llm, sim, best.llm.clone(), sim_config, None, guard)
-                                .await?;
+                        let (config, weights) = ensemble(
+                            data,
+                            llm,
+                            sim,
+                            best.llm.clone(),
+                            sim_config,
+                            BlendSearch::Coarse,
+                            guard,
+                        )
+                        .await?;
                         Ok((
                             GraderConfig::Ensemble(config),
                             Change::new(
@@ -1291,7 +1306,7 @@ impl Trainer {
                             sim,
                             best.llm.clone(),
                             best.similarity.clone(),
-                            Some(best.weights),
+                            BlendSearch::Refine(best.weights),
                             guard,
                         )
                         .await?;
@@ -1299,7 +1314,7 @@ impl Trainer {
                             GraderConfig::Ensemble(config),
                             Change::new(
                                 "weights",
-                                format!("blend searched on validation: {weights}"),
+                                format!("blend searched on validation in twentieths: {weights}"),
                             ),
                         ))
                     }
@@ -1375,16 +1390,28 @@ impl Trainer {
     }
 }
 
-/// An ensemble of the two configs. Weights come from each engine's validation QWK, or — when
-/// `search_from` is given — from a search over the LLM's share in tenths (ties keep the
-/// nearest share to the current one).
+/// How an ensemble's blend is searched on the validation split.
+#[derive(Debug, Clone, Copy)]
+enum BlendSearch {
+    /// Whenever an engine changes: the LLM's share in tenths, from weights proportional to
+    /// each engine's validation QWK.
+    Coarse,
+    /// The ensemble's own "weights" epoch: twentieths, from the current weights.
+    Refine(EnsembleWeights),
+}
+
+/// An ensemble of the two configs, its blend searched on the validation split: the LLM's
+/// share in steps from 0 (the similarity engine alone) to 1 (the LLM alone), starting as
+/// `search` says; a share replaces the current one only when its blend agrees better (QWK, then MAE),
+/// so ties keep the starting weights. An engine that only adds noise on validation gets no
+/// weight instead of the share its agreement alone would give it.
 async fn ensemble(
     data: &Data,
     llm: &mut LlmTrainer,
     sim: &SimilarityTrainer,
     llm_config: LlmGraderConfig,
     sim_config: SimilarityGraderConfig,
-    search_from: Option<EnsembleWeights>,
+    search: BlendSearch,
     guard: &mut Guard,
 ) -> Result<(EnsembleConfig, String), Stop> {
     let l = llm.predict(data, &llm_config, guard).await?;
@@ -1393,20 +1420,14 @@ async fn ensemble(
         llm_qwk: data.metrics(&l)?.qwk,
         similarity_qwk: data.metrics(&s)?.qwk,
     };
-    let weights = match search_from {
-        None => EnsembleWeights::from_agreement(agreement.llm_qwk, agreement.similarity_qwk),
-        Some(current) => {
-            let mut best = (current, data.metrics(&blend(&l, &s, current))?);
-            for tenth in 0..=10 {
-                let w = EnsembleWeights::with_llm_share(f64::from(tenth) / 10.0);
-                let m = data.metrics(&blend(&l, &s, w))?;
-                if m.better_than(&best.1) {
-                    best = (w, m);
-                }
-            }
-            best.0
-        }
+    let (start, steps) = match search {
+        BlendSearch::Coarse => (
+            EnsembleWeights::from_agreement(agreement.llm_qwk, agreement.similarity_qwk),
+            10,
+        ),
+        BlendSearch::Refine(current) => (current, 20),
     };
+    let weights = search_blend(&l, &s, start, steps, |p| data.metrics(p))?;
     let described = format!(
         "{:.2} LLM / {:.2} similarity",
         weights.llm, weights.similarity
@@ -1420,6 +1441,27 @@ async fn ensemble(
         },
         described,
     ))
+}
+
+/// The weights among `start` and the LLM shares `0, 1/steps, …, 1` whose blend of `l` and
+/// `s` scores best by `metrics` (QWK, then MAE); `start` wins ties.
+fn search_blend<E>(
+    l: &[f64],
+    s: &[f64],
+    start: EnsembleWeights,
+    steps: u32,
+    metrics: impl Fn(&[f64]) -> Result<EpochMetrics, E>,
+) -> Result<EnsembleWeights, E> {
+    let mut best = (start, metrics(&blend(l, s, start))?);
+    let steps = steps.max(1);
+    for step in 0..=steps {
+        let w = EnsembleWeights::with_llm_share(f64::from(step) / f64::from(steps));
+        let m = metrics(&blend(l, s, w))?;
+        if m.better_than(&best.1) {
+            best = (w, m);
+        }
+    }
+    Ok(best.0)
 }
 
 fn blend(l: &[f64], s: &[f64], w: EnsembleWeights) -> Vec<f64> {
@@ -2289,6 +2331,8 @@ pub async fn load_grader(
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use super::*;
 
     fn m(qwk: Option<f64>, mae: f64) -> EpochMetrics {
@@ -2297,6 +2341,41 @@ mod tests {
             mae: Some(mae),
             ..EpochMetrics::default()
         }
+    }
+
+    /// Agreement of normalised predictions with `teacher` on a quarter-mark item of 4 marks.
+    fn agreement(teacher: &[f64], predicted: &[f64]) -> EpochMetrics {
+        let pairs: Vec<ScorePair> = teacher
+            .iter()
+            .zip(predicted)
+            .map(|(t, p)| ScorePair {
+                teacher: t * 4.0,
+                predicted: (p * 4.0).round(),
+                max_marks: 4.0,
+            })
+            .collect();
+        EpochMetrics::from_report(&AgreementReport::compute(&pairs))
+    }
+
+    #[test]
+    fn the_blend_search_silences_an_engine_that_only_adds_noise() {
+        let teacher = [1.0, 0.75, 0.5, 0.25, 0.0, 1.0, 0.5, 0.0, 0.75, 0.25];
+        // The similarity engine ranks every answer right; the LLM gives everyone about half.
+        let similarity: Vec<f64> = teacher.iter().map(|t| t * 0.9 + 0.05).collect();
+        let llm = [0.5, 0.45, 0.55, 0.5, 0.6, 0.4, 0.5, 0.55, 0.45, 0.5];
+        let by_agreement = EnsembleWeights::with_llm_share(0.3);
+        let metrics = |p: &[f64]| Ok::<_, Infallible>(agreement(&teacher, p));
+        let Ok(found) = search_blend(&llm, &similarity, by_agreement, 10, metrics);
+        assert_eq!(found, EnsembleWeights::with_llm_share(0.0), "{found:?}");
+        let started = agreement(&teacher, &blend(&llm, &similarity, by_agreement));
+        assert!(agreement(&teacher, &blend(&llm, &similarity, found)).better_than(&started));
+
+        // Swapped, the LLM takes (nearly) all the weight; and a start no share beats is kept.
+        let Ok(found) = search_blend(&similarity, &llm, by_agreement, 10, metrics);
+        assert!(found.llm >= 0.9, "{found:?}");
+        let alone = EnsembleWeights::with_llm_share(0.0);
+        let Ok(kept) = search_blend(&llm, &similarity, alone, 20, metrics);
+        assert_eq!(kept, alone);
     }
 
     #[test]
