@@ -98,7 +98,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     pub llm_cache: Option<PathBuf>,
     /// Write every graded test answer to this JSON Lines file (engine, item, student,
-    /// maximum, the teacher's mark and each engine's), so runs on different slices can be
+    /// maximum, the teacher's mark, the engine's and its rationale), so runs on different slices can be
     /// pooled or compared answer by answer.
     #[arg(long, value_name = "FILE")]
     pub predictions: Option<PathBuf>,
@@ -121,6 +121,8 @@ pub struct Prediction {
     pub score: f64,
     /// Marks of every grading (`--repeats`).
     pub scores: Vec<f64>,
+    /// The grader's reasoning (first grading).
+    pub rationale: String,
 }
 
 /// What `gradelab eval` measured.
@@ -454,6 +456,7 @@ async fn evaluate_engine(
             teacher: r.teacher_score,
             score: r.score,
             scores: r.scores,
+            rationale: r.rationale,
         })
         .collect();
     Ok(EvalReport {

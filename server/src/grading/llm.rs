@@ -1078,9 +1078,10 @@ impl LlmGrading {
                 .filter(|c| c.counted == Some(true))
                 .count();
             rationale = format!(
-                "Marks limited to {} of {}: {counted} of {} criteria have evidence quoted from the answer itself. {rationale}",
+                "Marks limited to {} of {} (the model's mark: {}): {counted} of {} criteria have evidence quoted from the answer itself. {rationale}",
                 fmt_marks(raw.raw_marks),
                 fmt_marks(item.max_marks),
+                fmt_marks(raw.model_marks),
                 item.criteria.len(),
             );
         }
