@@ -3,9 +3,12 @@
 //! A small language model tends to collapse onto a few values (all half marks, or all full
 //! marks: `../shared/notes/FIDELITY.md`); a calibration map fitted on (raw prediction, teacher
 //! score) pairs from the train split moves those values to where the teacher's marks are.
-//! Three fits are offered: a *shift* (one parameter: it corrects a grader that is
+//! Four fits are offered: a *shift* (one parameter: it corrects a grader that is
 //! systematically harsh or lenient and keeps its ranking, so it is safe on a few dozen
-//! answers), least-squares *linear* (two
+//! answers), a *shift per item* (the same, plus each question's own mean gap, shrunk
+//! towards the guide's by how few answers it rests on: a model can be harsh on one question
+//! and fair on the next, and a shift that cannot tell them apart moves both), least-squares
+//! *linear* (two
 //! parameters) and *isotonic* (pool-adjacent-violators: monotone, piecewise linear between
 //! knots, which needs more points than a dozen not to chase noise). All work on normalised
 //! scores (`marks / max_marks`) so items with different maxima share one map, and all are
@@ -18,6 +21,8 @@
 //! mean absolute error of the *rounded* marks on the sample (the middle of the best range,
 //! since that error is flat between rounding boundaries), which is what the teacher sees.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Which calibration a training job fits.
@@ -29,6 +34,8 @@ pub enum CalibrationMethod {
     /// The raw score plus the mean gap to the teacher's, clipped to 0..1.
     #[default]
     Shift,
+    /// A shift per item, shrunk towards the guide-wide shift.
+    ItemShift,
     /// Least-squares line, clipped to 0..1.
     Linear,
     /// Monotone step-and-slope map (pool-adjacent-violators).
@@ -41,16 +48,19 @@ impl CalibrationMethod {
         match self {
             Self::None => "none",
             Self::Shift => "shift",
+            Self::ItemShift => "item_shift",
             Self::Linear => "linear",
             Self::Isotonic => "isotonic",
         }
     }
 }
 
-/// One calibration point: a grader's raw normalised score, the teacher's, and the item's
-/// mark step as a share of its maximum (0: marks are not rounded).
+/// One calibration point: a grader's raw normalised score, the teacher's, the item's mark
+/// step as a share of its maximum (0: marks are not rounded) and the item.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GridPoint {
+    /// `guide_items.id` of the answer's item.
+    pub item: i32,
     /// The grader's normalised score.
     pub raw: f64,
     /// The teacher's normalised score.
@@ -87,6 +97,17 @@ pub enum Calibration {
         /// Pairs it was fitted on.
         n: usize,
     },
+    /// `raw + items[item]`, or `raw + offset` for an item without its own, clipped to 0..1.
+    ItemShift {
+        /// The guide-wide shift, fitted as [`Calibration::Shift`].
+        offset: f64,
+        /// Each item's shift (`guide_items.id` → offset): the guide-wide one plus the item's
+        /// own mean gap beyond the guide's, shrunk by `n_item / (n_item + ITEM_PRIOR)`.
+        #[serde(deserialize_with = "crate::grading::llm::item_keyed::deserialize")]
+        items: BTreeMap<i32, f64>,
+        /// Pairs it was fitted on.
+        n: usize,
+    },
     /// `intercept + slope × raw`, clipped to 0..1.
     Linear {
         /// Slope.
@@ -116,6 +137,7 @@ impl Calibration {
         let points: Vec<GridPoint> = pairs
             .iter()
             .map(|&(raw, teacher)| GridPoint {
+                item: 0,
                 raw,
                 teacher,
                 step: 0.0,
@@ -136,17 +158,30 @@ impl Calibration {
         match method {
             CalibrationMethod::None => Self::Identity,
             CalibrationMethod::Shift => fit_shift(&points).unwrap_or_default(),
+            CalibrationMethod::ItemShift => fit_item_shift(&points).unwrap_or_default(),
             CalibrationMethod::Linear => fit_linear(&pairs).unwrap_or_default(),
             CalibrationMethod::Isotonic => fit_isotonic(&pairs).unwrap_or_default(),
         }
     }
 
-    /// The calibrated normalised score, in 0..1.
+    /// The calibrated normalised score of an answer to `item` (`guide_items.id`), in 0..1.
+    pub fn apply_to(&self, item: i32, raw: f64) -> f64 {
+        match self {
+            Self::ItemShift { offset, items, .. } => {
+                let raw = if raw.is_finite() { raw } else { 0.0 };
+                (raw + items.get(&item).unwrap_or(offset)).clamp(0.0, 1.0)
+            }
+            _ => self.apply(raw),
+        }
+    }
+
+    /// The calibrated normalised score, in 0..1, as for an item the map has no offset of
+    /// its own for.
     pub fn apply(&self, raw: f64) -> f64 {
         let raw = if raw.is_finite() { raw } else { 0.0 };
         let out = match self {
             Self::Identity => raw,
-            Self::Shift { offset, .. } => raw + offset,
+            Self::Shift { offset, .. } | Self::ItemShift { offset, .. } => raw + offset,
             Self::Linear {
                 slope, intercept, ..
             } => intercept + slope * raw,
@@ -160,6 +195,7 @@ impl Calibration {
         match self {
             Self::Identity => CalibrationMethod::None,
             Self::Shift { .. } => CalibrationMethod::Shift,
+            Self::ItemShift { .. } => CalibrationMethod::ItemShift,
             Self::Linear { .. } => CalibrationMethod::Linear,
             Self::Isotonic { .. } => CalibrationMethod::Isotonic,
         }
@@ -170,6 +206,18 @@ impl Calibration {
         match self {
             Self::Identity => "no calibration".to_owned(),
             Self::Shift { offset, n } => format!("shift {offset:+.3} (fitted on {n})"),
+            Self::ItemShift { offset, items, n } => {
+                let low = items.values().copied().fold(f64::INFINITY, f64::min);
+                let high = items.values().copied().fold(f64::NEG_INFINITY, f64::max);
+                if items.is_empty() {
+                    format!("shift {offset:+.3} per item (fitted on {n})")
+                } else {
+                    format!(
+                        "shift {offset:+.3}, per item {low:+.3} to {high:+.3} ({} items, fitted on {n})",
+                        items.len()
+                    )
+                }
+            }
             Self::Linear {
                 slope,
                 intercept,
@@ -226,6 +274,32 @@ fn fit_shift(points: &[GridPoint]) -> Option<Calibration> {
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .map_or(mean, |(_, offset)| offset);
     Some(Calibration::Shift { offset, n })
+}
+
+/// Answers an item's own mean gap is weighed against: with `ITEM_PRIOR` answers it counts
+/// half, with few it barely moves the guide-wide shift.
+pub const ITEM_PRIOR: f64 = 4.0;
+
+fn fit_item_shift(points: &[GridPoint]) -> Option<Calibration> {
+    let Some(Calibration::Shift { offset, n }) = fit_shift(points) else {
+        return None;
+    };
+    let gap = |p: &GridPoint| p.teacher - p.raw;
+    let mean_gap = points.iter().map(gap).sum::<f64>() / n as f64;
+    let mut by_item: BTreeMap<i32, (f64, f64)> = BTreeMap::new();
+    for p in points {
+        let entry = by_item.entry(p.item).or_default();
+        entry.0 += gap(p);
+        entry.1 += 1.0;
+    }
+    let items = by_item
+        .into_iter()
+        .map(|(item, (sum, count))| {
+            let own = sum / count - mean_gap;
+            (item, offset + own * count / (count + ITEM_PRIOR))
+        })
+        .collect();
+    Some(Calibration::ItemShift { offset, items, n })
 }
 
 fn fit_linear(pairs: &[(f64, f64)]) -> Option<Calibration> {
@@ -368,6 +442,7 @@ mod tests {
         // grid picks the middle of the offsets that round those answers up without lifting
         // the blank to ½.
         let point = |raw, teacher| GridPoint {
+            item: 0,
             raw,
             teacher,
             step: 0.25,
@@ -394,6 +469,7 @@ mod tests {
         let points: Vec<GridPoint> = [0.0, 0.25, 0.5, 0.75, 1.0]
             .into_iter()
             .map(|v| GridPoint {
+                item: 0,
                 raw: v,
                 teacher: v,
                 step: 0.25,
@@ -405,6 +481,54 @@ mod tests {
             Calibration::Shift { offset: 0.0, n: 5 },
             "the middle of the zero-error range around no shift"
         );
+    }
+
+    #[test]
+    fn a_shift_per_item_corrects_each_items_own_bias_in_proportion_to_its_answers() {
+        // On item 1 the grader is fair; on item 2 it gives ½ to answers the teacher gave
+        // full marks; item 3 has one answer. No rounding.
+        let point = |item, raw, teacher| GridPoint {
+            item,
+            raw,
+            teacher,
+            step: 0.0,
+        };
+        let mut points = vec![point(1, 0.75, 0.75); 4];
+        points.extend(vec![point(2, 0.5, 1.0); 4]);
+        points.push(point(3, 0.5, 0.5));
+        let cal = Calibration::fit_on_grid(CalibrationMethod::ItemShift, &points);
+        let Calibration::ItemShift { offset, items, n } = &cal else {
+            panic!("item shift expected, got {cal:?}");
+        };
+        assert_eq!(*n, 9);
+        let mean_gap = 2.0 / 9.0;
+        assert!((offset - mean_gap).abs() < 1e-9, "guide-wide: {offset}");
+        // Item 2's own gap (0.5) exceeds the guide's by 0.278; 4 answers count half of it.
+        let item2 = mean_gap + (0.5 - mean_gap) * 0.5;
+        assert!((items[&2] - item2).abs() < 1e-9, "{items:?}");
+        assert!((items[&1] - mean_gap * 0.5).abs() < 1e-9, "{items:?}");
+        assert!(
+            (items[&3] - mean_gap * 0.8).abs() < 1e-9,
+            "one answer moves it a fifth"
+        );
+        // Applied per item; an item it never saw gets the guide-wide shift.
+        assert!((cal.apply_to(2, 0.5) - (0.5 + item2)).abs() < 1e-9);
+        assert!(
+            cal.apply_to(2, 0.5) > cal.apply_to(1, 0.5),
+            "the harsh item moves most"
+        );
+        assert!((cal.apply_to(9, 0.5) - (0.5 + mean_gap)).abs() < 1e-9);
+        assert_eq!(cal.method(), CalibrationMethod::ItemShift);
+        assert!(
+            cal.describe().contains("3 items, fitted on 9"),
+            "{}",
+            cal.describe()
+        );
+        // The item-keyed map survives the round trip through the tagged JSON.
+        let json = serde_json::to_value(&cal).unwrap_or_default();
+        assert_eq!(json["kind"], "item_shift");
+        let back: Calibration = serde_json::from_value(json).unwrap_or_default();
+        assert_eq!(back, cal);
     }
 
     #[test]

@@ -95,7 +95,10 @@ impl EnsembleConfig {
         llm: &Verdict,
         similarity_normalised: f64,
     ) -> Verdict {
-        let llm_normalised = self.llm.calibration.apply(item.normalise(llm.raw_score));
+        let llm_normalised = self
+            .llm
+            .calibration
+            .apply_to(item.id, item.normalise(llm.raw_score));
         let blended = self.blend(llm_normalised, similarity_normalised);
         Verdict {
             answer_id: llm.answer_id,

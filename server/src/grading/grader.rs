@@ -599,7 +599,7 @@ pub async fn scored_answers(
 
 /// Applies a calibration to raw marks: the calibrated marks on the item's step.
 pub fn calibrated_marks(item: &GradingItem, calibration: &Calibration, raw_marks: f64) -> f64 {
-    item.to_marks(calibration.apply(item.normalise(raw_marks)))
+    item.to_marks(calibration.apply_to(item.id, item.normalise(raw_marks)))
 }
 
 #[cfg(test)]

@@ -169,7 +169,7 @@ pub struct ExemplarSettings {
 /// into integers once the map sits inside an internally tagged enum (`GraderConfig`): it
 /// buffers the object first and then refuses `"12"` as an `i32`. So keys are read as text
 /// and parsed here.
-mod item_keyed {
+pub(crate) mod item_keyed {
     use std::collections::BTreeMap;
 
     use serde::de::Error as _;
@@ -1067,7 +1067,10 @@ impl LlmGrading {
     /// addresses the marker says so first in its feedback and rationale, and a score the
     /// evidence capped says why.
     pub fn verdict(&self, item: &GradingItem, answer_id: i32, raw: &RawGrade) -> Verdict {
-        let normalised = self.config.calibration.apply(item.normalise(raw.raw_marks));
+        let normalised = self
+            .config
+            .calibration
+            .apply_to(item.id, item.normalise(raw.raw_marks));
         let mut feedback = raw.verdict.feedback.trim().to_owned();
         let mut rationale = raw.verdict.rationale.trim().to_owned();
         if raw.raw_marks + 1e-9 < raw.model_marks {

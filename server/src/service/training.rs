@@ -932,7 +932,11 @@ impl LlmTrainer {
                 .raw(data, config, answer, guard, "grading validation answers")
                 .await?;
             let item = data.item(answer.item_id)?;
-            out.push(config.calibration.apply(item.normalise(raw.raw_marks)));
+            out.push(
+                config
+                    .calibration
+                    .apply_to(item.id, item.normalise(raw.raw_marks)),
+            );
         }
         Ok(out)
     }
@@ -958,6 +962,7 @@ impl LlmTrainer {
                 .await?;
             let item = data.item(answer.item_id)?;
             points.push(GridPoint {
+                item: item.id,
                 raw: item.normalise(raw.raw_marks),
                 teacher: item.normalise(answer.teacher_score.unwrap_or_default()),
                 step: if item.max_marks > 0.0 {

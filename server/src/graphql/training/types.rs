@@ -34,6 +34,10 @@ pub enum CalibrationMethod {
     /// The mean gap between the teacher's marks and the grader's added to every score: one
     /// parameter, so safe on a dozen answers; keeps the grader's ranking.
     Shift,
+    /// A shift per question: the guide-wide one plus each question's own mean gap, shrunk
+    /// towards the guide's when the question has few graded answers (a model can be harsh
+    /// on one question and fair on the next).
+    ItemShift,
     /// A least-squares line.
     Linear,
     /// A monotone (isotonic) map.
@@ -45,6 +49,7 @@ impl From<CalibrationMethod> for ServiceCalibration {
         match method {
             CalibrationMethod::None => Self::None,
             CalibrationMethod::Shift => Self::Shift,
+            CalibrationMethod::ItemShift => Self::ItemShift,
             CalibrationMethod::Linear => Self::Linear,
             CalibrationMethod::Isotonic => Self::Isotonic,
         }
