@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Settings;
+use crate::grading::calibration::CalibrationMethod;
 use crate::service::accounts::{self, NewAccount};
 use crate::service::answers::{self, ImportOptions, ImportSource};
 use crate::service::jobs;
@@ -44,6 +45,33 @@ impl From<EngineArg> for Engine {
             EngineArg::Similarity => Self::Similarity,
             EngineArg::Llm => Self::Llm,
             EngineArg::Ensemble => Self::Ensemble,
+        }
+    }
+}
+
+/// Calibration the LLM engines fit first (`--calibration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CalibrationArg {
+    /// No calibration.
+    None,
+    /// One shift for the whole guide.
+    Shift,
+    /// A shift per item, shrunk towards the guide's.
+    ItemShift,
+    /// A least-squares line.
+    Linear,
+    /// A monotone map.
+    Isotonic,
+}
+
+impl From<CalibrationArg> for CalibrationMethod {
+    fn from(arg: CalibrationArg) -> Self {
+        match arg {
+            CalibrationArg::None => Self::None,
+            CalibrationArg::Shift => Self::Shift,
+            CalibrationArg::ItemShift => Self::ItemShift,
+            CalibrationArg::Linear => Self::Linear,
+            CalibrationArg::Isotonic => Self::Isotonic,
         }
     }
 }
@@ -77,6 +105,9 @@ pub struct EvalArgs {
     /// Training epochs after epoch 0.
     #[arg(long, default_value_t = 3)]
     pub epochs: u32,
+    /// Calibration the LLM engine fits first (default: the training jobs' default).
+    #[arg(long, value_enum)]
+    pub calibration: Option<CalibrationArg>,
     /// Train answers the LLM engine grades to fit its calibration.
     #[arg(long, default_value_t = TrainingParams::default().calibration_sample)]
     pub calibration_sample: usize,
@@ -329,11 +360,13 @@ pub async fn evaluate(mut settings: Settings, args: &EvalArgs) -> anyhow::Result
     };
     let mut reports = Vec::with_capacity(args.engine.len());
     for &engine in &args.engine {
-        reports.push(evaluate_engine(&state, user.id, guide.id, &imported, args, engine).await?);
+        let report = evaluate_engine(&state, user.id, guide.id, &imported, args, engine).await;
+        // Replies paid for are kept even when the engine failed, so a rerun resumes there.
         if let Some(file) = &kept {
             let added = copy_cache(&state.db, file).await?;
             tracing::info!(replies = added, "model replies added to --llm-cache");
         }
+        reports.push(report?);
     }
     Ok(reports)
 }
@@ -408,6 +441,9 @@ async fn evaluate_engine(
             seed: args.seed,
             model: args.model.clone(),
             calibration_sample: args.calibration_sample,
+            calibration: args
+                .calibration
+                .map_or(TrainingParams::default().calibration, Into::into),
             ..TrainingParams::default()
         },
     )
