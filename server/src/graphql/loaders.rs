@@ -278,4 +278,3 @@ impl PagePrefetch {
             .map(|found| found.get(&key.guide_id))
     }
 }
-
