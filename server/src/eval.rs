@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use entity::enums::{Engine, JobStatus};
-use entity::llm_cache;
+use entity::{gradings, llm_cache};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Schema, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Schema, Set,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -152,6 +154,11 @@ pub struct Prediction {
     pub score: f64,
     /// Marks of every grading (`--repeats`).
     pub scores: Vec<f64>,
+    /// The engine's mark before calibration (first grading).
+    pub raw_score: f64,
+    /// The engine's verdict on each rubric criterion (first grading; the LLM engine's
+    /// `criterion`, `evidence`, `met` and `counted`).
+    pub criteria: Value,
     /// The grader's reasoning (first grading).
     pub rationale: String,
 }
@@ -480,19 +487,37 @@ async fn evaluate_engine(
         .await
         .map_err(|err| anyhow::anyhow!("reading the metrics: {err}"))?
         .context("the test run stored no metrics")?;
-    let predictions = test_runs::answer_results(&state.db, user_id, run.id)
+    let results = test_runs::answer_results(&state.db, user_id, run.id)
         .await
-        .map_err(|err| anyhow::anyhow!("reading the graded answers: {err}"))?
+        .map_err(|err| anyhow::anyhow!("reading the graded answers: {err}"))?;
+    let mut first_gradings: HashMap<i32, gradings::Model> = HashMap::new();
+    for chunk in results.chunks(500) {
+        let ids = chunk.iter().map(|r| r.grading_id);
+        for row in gradings::Entity::find()
+            .filter(gradings::Column::Id.is_in(ids))
+            .all(&state.db)
+            .await
+            .context("reading the gradings")?
+        {
+            first_gradings.insert(row.id, row);
+        }
+    }
+    let predictions = results
         .into_iter()
-        .map(|r| Prediction {
-            engine,
-            item: r.item_label,
-            student_ref: r.student_ref,
-            max_marks: r.max_marks,
-            teacher: r.teacher_score,
-            score: r.score,
-            scores: r.scores,
-            rationale: r.rationale,
+        .map(|r| {
+            let grading = first_gradings.remove(&r.grading_id);
+            Prediction {
+                engine,
+                item: r.item_label,
+                student_ref: r.student_ref,
+                max_marks: r.max_marks,
+                teacher: r.teacher_score,
+                score: r.score,
+                scores: r.scores,
+                raw_score: grading.as_ref().map_or(r.score, |g| g.raw_score),
+                criteria: grading.map_or(Value::Null, |g| g.criteria),
+                rationale: r.rationale,
+            }
         })
         .collect();
     Ok(EvalReport {

@@ -135,7 +135,9 @@ async fn gradelab_eval_grades_a_saf_slice_with_the_model_pipeline_and_prints_met
     assert!(rows.iter().all(|r| r["engine"] == "similarity"
         && ["4.13", "6.2_IPP"].contains(&r["item"].as_str().unwrap_or(""))
         && r["teacher"].is_number()
-        && r["score"].as_f64() <= r["max_marks"].as_f64()));
+        && r["score"].as_f64() <= r["max_marks"].as_f64()
+        && r["raw_score"].is_number()
+        && r["criteria"].is_array()));
     let exact = rows.iter().filter(|r| r["score"] == r["teacher"]).count() as f64 / 12.0;
     let reported = metrics["exact_agreement"]
         .as_f64()
