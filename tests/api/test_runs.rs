@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use gradelab_tests::fault_proxy::FaultServer;
+use gradelab_tests::fault_proxy::{Fault, FaultServer};
 use gradelab_tests::{spawn_app, spawn_app_with, Subscription, TestApp};
 use serde_json::{json, Value};
 
@@ -26,7 +26,8 @@ pub const RUN: &str = "query($id: ID!) { testRun(id: $id) {
       confusion { labels counts }
       perItem { itemId label maxMarks agreement { n exact mae qwk } }
       variance { repeats n flipRate meanSpread maxSpread meanSd }
-      consistency quality qualityParts { length structure vocabulary coherence overall } reviewCount }
+      consistency quality qualityParts { length structure vocabulary coherence overall } reviewCount
+      ungraded { answerId itemLabel studentRef repeat error } }
     answers(first: 1000) { answerId itemId itemLabel studentRef text teacherScore maxMarks score scores spread error rationale feedback confidence consistency quality { overall } }
     reviewQueue(first: 500) { reasons priority answer { answerId teacherScore score maxMarks spread rationale } } } }";
 
@@ -429,7 +430,19 @@ async fn zero_shot_llm_version(
     items: &[&str],
     timeout: Duration,
 ) -> Value {
+    zero_shot_llm_version_with(app, token, items, "", timeout).await
+}
+
+/// [`zero_shot_llm_version`] with `extra` answers (JSON Lines) imported beside the SAF ones.
+async fn zero_shot_llm_version_with(
+    app: &TestApp,
+    token: &str,
+    items: &[&str],
+    extra: &str,
+    timeout: Duration,
+) -> Value {
     let (items, answers) = saf_subset(items, 6);
+    let answers = format!("{}\n{extra}", answers.trim_end());
     let guide = guide_from_items(app, token, "SAF items", &items).await;
     import_text(
         app,
@@ -608,6 +621,95 @@ async fn an_llm_test_run_reads_each_mark_from_the_token_probabilities_of_its_rep
         assert_eq!(body["logprobs"], true, "{body}");
         assert_eq!(body["top_logprobs"], 8, "{body}");
     }
+}
+
+/// A canned llama.cpp endpoint, an app using it, a teacher and a zero-shot LLM version of
+/// item 4.13 whose test split holds one more answer, [`ODD_ANSWER`].
+async fn canned_version_with_odd_answer() -> (FaultServer, TestApp, String, Value) {
+    let endpoint = FaultServer::canned(CANNED_VERDICT).await;
+    let base_url = endpoint.base_url.clone();
+    let app = spawn_app_with(|settings| {
+        settings.llm.provider = "llamacpp".into();
+        settings.llm.base_url = base_url;
+        settings.llm.model = "canned".into();
+        settings.llm.cache = false;
+    })
+    .await;
+    let teacher = app.sign_up("Pia").await;
+    let odd = json!({ "id": "odd:1", "item_id": "4.13", "answer": ODD_ANSWER, "score": 0.5,
+        "split": "test_unseen_answers" });
+    let version = zero_shot_llm_version_with(
+        &app,
+        &teacher.token,
+        &["4.13"],
+        &odd.to_string(),
+        Duration::from_secs(120),
+    )
+    .await;
+    (endpoint, app, teacher.token, version)
+}
+
+/// A test answer the canned endpoint will fail on.
+const ODD_ANSWER: &str = "Zebra crossings decide which route the packets take.";
+
+#[tokio::test]
+async fn a_test_run_leaves_out_an_answer_the_grader_keeps_failing_on_and_says_which() {
+    let (endpoint, app, token, version) = canned_version_with_odd_answer().await;
+    // Whatever the model is asked about this answer, its reply is not a verdict.
+    endpoint.on_body_containing(ODD_ANSWER, Fault::Content("I cannot grade this.".into()));
+    let run = finished_run(
+        &app,
+        &token,
+        json!({ "graderVersionId": version }),
+        Duration::from_secs(120),
+    )
+    .await;
+    let metrics = &run["metrics"];
+    let graded = run["answers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        graded.len(),
+        6,
+        "the six SAF test answers are graded: {run}"
+    );
+    assert!(graded.iter().all(|a| a["studentRef"] != "odd:1"), "{run}");
+    assert_eq!(metrics["answers"], 6, "{metrics}");
+    let ungraded = metrics["ungraded"].as_array().cloned().unwrap_or_default();
+    assert_eq!(ungraded.len(), 1, "{metrics}");
+    assert_eq!(ungraded[0]["studentRef"], "odd:1");
+    assert_eq!(ungraded[0]["itemLabel"], "4.13");
+    assert_eq!(ungraded[0]["repeat"], 0);
+    let error = ungraded[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("not valid"), "the reason is given: {error}");
+}
+
+#[tokio::test]
+async fn a_test_run_fails_when_answer_after_answer_gets_no_verdict_and_keeps_what_it_graded() {
+    let (endpoint, app, token, version) = canned_version_with_odd_answer().await;
+    // The first answer is graded (one call at a time); from the second on, no reply is a
+    // verdict.
+    endpoint.push([Fault::Pass]);
+    endpoint.push(std::iter::repeat_n(Fault::Content("Sorry.".into()), 50));
+    let run = start_run(&app, &token, json!({ "graderVersionId": version })).await;
+    let job = wait_for_job(&app, &token, &run["jobId"], Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "FAILED", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("3 answers in a row could not be graded"),
+        "the run says why it stopped: {error}"
+    );
+    // Nothing paid for is lost: whatever was graded before the failures stays.
+    let run = app
+        .graphql(Some(&token), RUN, json!({ "id": run["id"] }))
+        .await
+        .ok()["testRun"]
+        .clone();
+    let graded = run["answers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        graded.len(),
+        1,
+        "the answer graded before the failures stays: {run}"
+    );
+    assert!(graded[0]["score"].is_number(), "{run}");
 }
 
 #[tokio::test]

@@ -44,6 +44,7 @@ pub enum Fault {
 
 struct Inner {
     script: Mutex<VecDeque<Fault>>,
+    triggers: Mutex<Vec<(String, Fault)>>,
     bodies: Mutex<Vec<Value>>,
     canned: Mutex<String>,
     canned_logprobs: Mutex<Option<Value>>,
@@ -80,6 +81,7 @@ impl FaultServer {
     async fn start(upstream: Option<String>, canned: String) -> Self {
         let inner = Arc::new(Inner {
             script: Mutex::new(VecDeque::new()),
+            triggers: Mutex::new(Vec::new()),
             bodies: Mutex::new(Vec::new()),
             canned: Mutex::new(canned),
             canned_logprobs: Mutex::new(None),
@@ -115,6 +117,12 @@ impl FaultServer {
     /// Appends faults to the script.
     pub fn push(&self, faults: impl IntoIterator<Item = Fault>) {
         lock(&self.inner.script).extend(faults);
+    }
+
+    /// Answers every request whose body contains `needle` with `fault` (before the script),
+    /// for a fault that follows one input rather than the order of requests.
+    pub fn on_body_containing(&self, needle: impl Into<String>, fault: Fault) {
+        lock(&self.inner.triggers).push((needle.into(), fault));
     }
 
     /// Changes the canned content.
@@ -196,7 +204,12 @@ async fn chat(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     let _in_flight = InFlight::enter(&inner);
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     lock(&inner.bodies).push(parsed);
-    let fault = lock(&inner.script).pop_front().unwrap_or(Fault::Pass);
+    let text = String::from_utf8_lossy(&body);
+    let triggered = lock(&inner.triggers)
+        .iter()
+        .find(|(needle, _)| text.contains(needle.as_str()))
+        .map(|(_, fault)| fault.clone());
+    let fault = triggered.unwrap_or_else(|| lock(&inner.script).pop_front().unwrap_or(Fault::Pass));
     match fault {
         Fault::Pass => pass(&inner, body).await,
         Fault::Stall(wait) => {

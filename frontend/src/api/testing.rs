@@ -102,6 +102,8 @@ pub struct Run {
     pub n: i64,
     /// Answers in the review queue.
     pub review_count: i64,
+    /// Answers the run could not grade: `(item label, student, why)`.
+    pub ungraded: Vec<(String, String, String)>,
     /// Score bins of the confusion matrix.
     pub labels: Vec<f64>,
     /// `counts[teacher][grader]`.
@@ -148,6 +150,11 @@ fn read_run(run: &Value) -> Run {
         },
         n: metrics.int("n"),
         review_count: metrics.int("reviewCount"),
+        ungraded: metrics
+            .list("ungraded")
+            .iter()
+            .map(|u| (u.text("itemLabel"), u.text("studentRef"), u.text("error")))
+            .collect(),
         labels: floats(confusion.list("labels")),
         counts: confusion
             .list("counts")
@@ -270,6 +277,7 @@ mod tests {
             "metrics": {
                 "n": 4, "exact": 0.5, "withinOne": 1.0, "mae": 0.25, "rmse": 0.5, "pearson": null,
                 "spearman": null, "qwk": 0.4, "bias": -0.1, "reviewCount": 1,
+                "ungraded": [{ "itemLabel": "2", "studentRef": "S9", "error": "The model's reply is not valid" }],
                 "confusion": { "labels": [0.0, 1.0], "counts": [[1, 0], [1, 2]] },
             },
             "answers": [{
@@ -285,6 +293,14 @@ mod tests {
         assert_eq!(run.answers[0].teacher, Some(1.0));
         assert_eq!(run.review[0].reasons, vec!["large disagreement".to_owned()]);
         assert_eq!(run.review[0].feedback, "Names the unit.");
+        assert_eq!(
+            run.ungraded,
+            vec![(
+                "2".to_owned(),
+                "S9".to_owned(),
+                "The model's reply is not valid".to_owned()
+            )]
+        );
 
         let running = typed::<TestRun>(json!({ "testRun": {
             "id": "3", "guideId": "1", "jobId": "9", "createdAt": "2026-05-30T10:00:00Z",

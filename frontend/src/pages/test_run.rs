@@ -119,6 +119,21 @@ fn results(
         <section class="card" data-testid="test-metrics" aria-labelledby="metrics-title" hidden=!finished>
             <h2 id="metrics-title">"Agreement with your marks"</h2>
             <p class="hint">{format!("{} answers compared; {} to review.", run.n, run.review_count)}</p>
+            {(!run.ungraded.is_empty()).then(|| view! {
+                <div class="notice notice-warn" role="status" data-testid="ungraded">
+                    <p class="notice-title">{format!(
+                        "{} {} could not be graded and {} left out of these figures",
+                        run.ungraded.len(),
+                        if run.ungraded.len() == 1 { "answer" } else { "answers" },
+                        if run.ungraded.len() == 1 { "is" } else { "are" },
+                    )}</p>
+                    <ul>
+                        {run.ungraded.iter().map(|(item, student, error)| view! {
+                            <li>{format!("{student}, question {item}: {error}")}</li>
+                        }).collect_any()}
+                    </ul>
+                </div>
+            })}
             <dl class="stats">
                 {run.metrics.into_iter().map(|(label, value)| view! {
                     <div><dt>{label}</dt><dd data-testid="metric">{show(value)}</dd></div>

@@ -20,7 +20,15 @@
 //! - `variance`: flip rate and spread over the repeats ([`VarianceReport`]), when repeated;
 //! - `consistency`, `quality`, `quality_parts`: means of the seed's two heuristics
 //!   ([`crate::metrics::consistency`], [`crate::metrics::response_quality`]);
-//! - `review_count`: answers in the review queue.
+//! - `review_count`: answers in the review queue;
+//! - `ungraded`: answers left out because the model failed on them alone ([`UngradedAnswer`]).
+//!
+//! An LLM failure that concerns one answer (a reply that never parses, a request the
+//! provider refuses as too long, calls that time out) leaves that answer out, says so in
+//! the job's log and in the metrics, and the run goes on; [`MAX_UNGRADED_IN_A_ROW`]
+//! answers failing in a row, or a failure of the endpoint itself (unreachable, rate
+//! limited, a server error, a rejected key), fail the run as before, with every grading
+//! done so far kept.
 //!
 //! [`answer_results`] returns the per-answer rows (scores of every repeat, rationale,
 //! heuristics) and [`review_queue`] the answers a person should look at.
@@ -42,7 +50,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use crate::error::{AppError, ErrorCode};
-use crate::grading::grader::{AnswerToGrade, Grader, GraderConfig, GradingContext};
+use crate::grading::grader::{AnswerToGrade, Grader, GraderConfig, GradingContext, GradingError};
 use crate::grading::guard;
 use crate::llm::LlmError;
 use crate::metrics::{self, AgreementReport, ResponseQuality, ScorePair, VarianceReport};
@@ -61,6 +69,9 @@ pub const REVIEW_DISAGREEMENT: f64 = 0.5;
 pub const REVIEW_SPREAD: f64 = 0.25;
 /// An answer graded with less confidence than this is queued for review.
 pub const REVIEW_CONFIDENCE: f64 = 0.5;
+/// Answers failing one after another that end the run: the endpoint, not the answers, is
+/// then the likely cause.
+pub const MAX_UNGRADED_IN_A_ROW: usize = 3;
 /// Answers graded per batch by the similarity engine (LLM engines: the endpoint's parallel
 /// calls).
 const SIMILARITY_BATCH: usize = 64;
@@ -391,6 +402,8 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
     } else {
         SIMILARITY_BATCH
     };
+    let mut ungraded: Vec<UngradedAnswer> = Vec::new();
+    let mut failed_in_a_row = 0;
     for repeat in 0..params.repeats {
         let pending: Vec<AnswerToGrade> = to_grade
             .iter()
@@ -420,12 +433,59 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
             if ctx.cancel_requested().await? {
                 return Ok(Outcome::Cancelled);
             }
-            let verdicts = grader.grade(chunk, |_, _| {}).await?;
+            let verdicts = match grader.grade(chunk, |_, _| {}).await {
+                Ok(verdicts) => {
+                    failed_in_a_row = 0;
+                    verdicts
+                }
+                Err(err) if !about_one_answer(&err) => return Err(err.into()),
+                Err(err) => {
+                    let mut verdicts = Vec::with_capacity(chunk.len());
+                    let mut first_error = Some(err);
+                    for answer in chunk {
+                        // A chunk of one already failed; a larger one is graded answer by
+                        // answer (the replies that did parse come from the cache).
+                        let result = match first_error.take().filter(|_| chunk.len() == 1) {
+                            Some(err) => Err(err),
+                            None => grader.grade(std::slice::from_ref(answer), |_, _| {}).await,
+                        };
+                        match result {
+                            Ok(mut one) => {
+                                failed_in_a_row = 0;
+                                verdicts.append(&mut one);
+                            }
+                            Err(err) if !about_one_answer(&err) => return Err(err.into()),
+                            Err(err) => {
+                                failed_in_a_row += 1;
+                                if failed_in_a_row >= MAX_UNGRADED_IN_A_ROW {
+                                    return Err(anyhow::Error::new(err).context(format!(
+                                        "{failed_in_a_row} answers in a row could not be graded"
+                                    )));
+                                }
+                                let skipped =
+                                    ungraded_answer(&selected, &base, answer.id, repeat, &err);
+                                ctx.emit(
+                                    "log",
+                                    json!({ "message": format!(
+                                        "Answer {} to item {} could not be graded and is left out: {}",
+                                        skipped.student_ref, skipped.item_label, skipped.error
+                                    ) }),
+                                )
+                                .await?;
+                                ungraded.push(skipped);
+                            }
+                        }
+                    }
+                    verdicts
+                }
+            };
             let rows: Vec<gradings::ActiveModel> = verdicts
                 .into_iter()
                 .map(|v| v.into_row(user_id, version.id, Some(ctx.job.id), repeat as i32))
                 .collect();
-            gradings::Entity::insert_many(rows).exec(&state.db).await?;
+            if !rows.is_empty() {
+                gradings::Entity::insert_many(rows).exec(&state.db).await?;
+            }
             finished += chunk.len();
             ctx.progress(
                 finished as f64 / total as f64,
@@ -436,6 +496,7 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
     }
     let results = results_of(&state.db, &run).await?;
     let mut metrics = compute_metrics(&results);
+    metrics.ungraded = ungraded;
     metrics.engine = grader_config.engine().to_string();
     metrics.grader_version_id = version.id;
     metrics.split = params.upload_id.is_none().then(|| params.split.to_string());
@@ -462,6 +523,43 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
         "flip_rate": metrics.variance.as_ref().and_then(|v| v.flip_rate),
         "review_count": metrics.review_count,
     })))
+}
+
+/// Whether a grading failure concerns the answer graded rather than the endpoint: a reply
+/// that never parsed, calls that timed out, or a request refused as it stands (too long,
+/// say), which another answer may not repeat.
+fn about_one_answer(err: &GradingError) -> bool {
+    match err {
+        GradingError::Llm(err) => match err {
+            LlmError::InvalidOutput { .. } | LlmError::Timeout { .. } => true,
+            LlmError::Status { status, .. } => {
+                (400..500).contains(status) && ![401, 403, 404, 429].contains(status)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The report of answer `answer_id` left out of `repeat` after `err`.
+fn ungraded_answer(
+    selected: &[answers::Model],
+    grader: &Grader,
+    answer_id: i32,
+    repeat: u32,
+    err: &GradingError,
+) -> UngradedAnswer {
+    let answer = selected.iter().find(|a| a.id == answer_id);
+    UngradedAnswer {
+        answer_id,
+        item_label: answer
+            .and_then(|a| grader.items().get(&a.item_id))
+            .map(|item| item.label.clone())
+            .unwrap_or_default(),
+        student_ref: answer.map(|a| a.student_ref.clone()).unwrap_or_default(),
+        repeat,
+        error: err.to_string(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -568,6 +666,24 @@ pub struct TestRunMetrics {
     pub quality_parts: ResponseQuality,
     /// Answers in the review queue.
     pub review_count: usize,
+    /// Answers the run left out because the model failed on them.
+    #[serde(default)]
+    pub ungraded: Vec<UngradedAnswer>,
+}
+
+/// An answer a run could not grade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UngradedAnswer {
+    /// `answers.id`.
+    pub answer_id: i32,
+    /// Its guide item's label.
+    pub item_label: String,
+    /// The teacher's identifier for the student.
+    pub student_ref: String,
+    /// The repeat that failed (0: the first grading).
+    pub repeat: u32,
+    /// What went wrong.
+    pub error: String,
 }
 
 /// Why an answer is in the review queue.
@@ -652,6 +768,7 @@ pub fn compute_metrics(results: &[AnswerResult]) -> TestRunMetrics {
             overall: part(|q| q.overall),
         },
         review_count: review_entries(results).len(),
+        ungraded: Vec::new(),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::service::exports::{self, Export as ServiceExport, GradingsFormat};
 use crate::service::jobs;
 use crate::service::test_runs::{
     self as service, AnswerResult, ItemMetrics, ReviewEntry, TestRunMetrics as ServiceMetrics,
-    TestRunParams,
+    TestRunParams, UngradedAnswer as ServiceUngraded,
 };
 
 /// What to test and how.
@@ -405,6 +405,36 @@ pub struct TestRunMetrics {
     pub quality_parts: Quality,
     /// Answers in the review queue.
     pub review_count: i32,
+    /// Answers left out because the model failed on them (each one's error says why); the
+    /// figures above are over the others.
+    pub ungraded: Vec<UngradedAnswer>,
+}
+
+/// An answer a test run could not grade.
+#[derive(SimpleObject, Clone)]
+pub struct UngradedAnswer {
+    /// The answer.
+    pub answer_id: ID,
+    /// Its guide item's label.
+    pub item_label: String,
+    /// The teacher's identifier for the student.
+    pub student_ref: String,
+    /// The grading that failed: 0 for the first, 1, 2, … for repeats.
+    pub repeat: i32,
+    /// What went wrong.
+    pub error: String,
+}
+
+impl From<ServiceUngraded> for UngradedAnswer {
+    fn from(u: ServiceUngraded) -> Self {
+        Self {
+            answer_id: ID(u.answer_id.to_string()),
+            item_label: u.item_label,
+            student_ref: u.student_ref,
+            repeat: i32::try_from(u.repeat).unwrap_or(i32::MAX),
+            error: u.error,
+        }
+    }
 }
 
 impl From<ServiceMetrics> for TestRunMetrics {
@@ -431,6 +461,7 @@ impl From<ServiceMetrics> for TestRunMetrics {
             quality: m.quality,
             quality_parts: m.quality_parts.into(),
             review_count: i32::try_from(m.review_count).unwrap_or(i32::MAX),
+            ungraded: m.ungraded.into_iter().map(Into::into).collect(),
         }
     }
 }
