@@ -680,6 +680,22 @@ async fn a_test_run_leaves_out_an_answer_the_grader_keeps_failing_on_and_says_wh
     assert_eq!(ungraded[0]["repeat"], 0);
     let error = ungraded[0]["error"].as_str().unwrap_or_default();
     assert!(error.contains("not valid"), "the reason is given: {error}");
+    // The run's report says so too.
+    let report = app
+        .graphql(
+            Some(&token),
+            "mutation($input: GenerateReportInput!) { generateReport(input: $input) { html } }",
+            json!({ "input": { "testRunId": run["id"], "useLlm": false } }),
+        )
+        .await
+        .ok();
+    let html = report["generateReport"]["html"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        html.contains("Answers left out") && html.contains("odd:1 (question 4.13)"),
+        "{html}"
+    );
 }
 
 #[tokio::test]

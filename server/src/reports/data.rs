@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::metrics::{AgreementReport, ConfusionMatrix, ScorePair};
+use crate::service::test_runs as test_run_service;
 use crate::service::training;
 
 /// Most disagreements listed.
@@ -283,6 +284,8 @@ struct Source {
     guide_id: i32,
     version: Option<grader_versions::Model>,
     epochs: Vec<training::EpochRecord>,
+    /// Answers a test run left out because the model failed on them.
+    ungraded: Vec<test_run_service::UngradedAnswer>,
 }
 
 async fn source(
@@ -320,6 +323,7 @@ async fn source(
                 guide_id,
                 version,
                 epochs,
+                ungraded: Vec::new(),
             })
         }
         Subject::TestRun(id) => {
@@ -344,6 +348,9 @@ async fn source(
                 guide_id: run.guide_id,
                 version,
                 epochs: Vec::new(),
+                ungraded: test_run_service::parse_metrics(&run)
+                    .map(|m| m.ungraded)
+                    .unwrap_or_default(),
             })
         }
     }
@@ -692,6 +699,23 @@ async fn provenance(db: &DatabaseConnection, src: &Source) -> Result<Vec<Fact>, 
             (p + up, c + uc, d + ud)
         })
     };
+    if !src.ungraded.is_empty() {
+        let who: Vec<String> = src
+            .ungraded
+            .iter()
+            .map(|u| format!("{} (question {})", u.student_ref, u.item_label))
+            .collect();
+        facts.push(fact(
+            "Answers left out",
+            format!(
+                "{}, which the model could not grade: {}",
+                src.ungraded.len(),
+                who.join(", ")
+            ),
+            // Student and item names are the teacher's text, not figures to cite.
+            true,
+        ));
+    }
     facts.push(fact("LLM calls", calls.to_string(), false));
     facts.push(fact("Prompt tokens", prompt.to_string(), false));
     facts.push(fact("Completion tokens", completion.to_string(), false));
