@@ -4,6 +4,7 @@
 
 mod report_xss;
 mod teacher_flow;
+mod ungraded;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
