@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use gradelab_tests::fault_proxy::{Fault, FaultServer};
-use gradelab_tests::{spawn_app, spawn_app_with, Subscription, TestApp};
+use gradelab_tests::{spawn_app, spawn_app_with, spawn_app_with_canned_llm, Subscription, TestApp};
 use serde_json::{json, Value};
 
 use crate::answers::{guide_from_items, import_text, saf_subset, split_count};
@@ -627,14 +627,7 @@ async fn an_llm_test_run_reads_each_mark_from_the_token_probabilities_of_its_rep
 /// item 4.13 whose test split holds one more answer, [`ODD_ANSWER`].
 async fn canned_version_with_odd_answer() -> (FaultServer, TestApp, String, Value) {
     let endpoint = FaultServer::canned(CANNED_VERDICT).await;
-    let base_url = endpoint.base_url.clone();
-    let app = spawn_app_with(|settings| {
-        settings.llm.provider = "llamacpp".into();
-        settings.llm.base_url = base_url;
-        settings.llm.model = "canned".into();
-        settings.llm.cache = false;
-    })
-    .await;
+    let app = spawn_app_with_canned_llm(&endpoint.base_url).await;
     let teacher = app.sign_up("Pia").await;
     let odd = json!({ "id": "odd:1", "item_id": "4.13", "answer": ODD_ANSWER, "score": 0.5,
         "split": "test_unseen_answers" });

@@ -7,11 +7,11 @@ mod teacher_flow;
 mod ungraded;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use gradelab_tests::{spawn_app, workspace_root};
-use serde_json::json;
+use gradelab_tests::{spawn_app, workspace_root, TestApp};
+use serde_json::{json, Value};
 
 /// A chromedriver process, killed on drop.
 pub(crate) struct Driver {
@@ -99,6 +99,34 @@ pub(crate) async fn fill(client: &Client, selector: &str, text: &str) {
         .unwrap_or_else(|err| panic!("{selector} appears: {err}"));
     field.clear().await.expect("cleared");
     field.send_keys(text).await.expect("typed");
+}
+
+/// A GraphQL request as `token`'s user; the response's `data`.
+pub(crate) async fn gql(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
+    app.graphql(Some(token), query, variables).await.ok()
+}
+
+/// Waits (up to 5 minutes) until job `id` has ended; its status, error and result.
+pub(crate) async fn wait_job(app: &TestApp, token: &str, id: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let job = gql(
+            app,
+            token,
+            "query($id: ID!) { job(id: $id) { status error result } }",
+            json!({ "id": id }),
+        )
+        .await["job"]
+            .clone();
+        if matches!(
+            job["status"].as_str(),
+            Some("SUCCEEDED" | "FAILED" | "CANCELLED")
+        ) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 pub(crate) async fn wait_for(client: &Client, selector: &str) -> fantoccini::elements::Element {

@@ -3,42 +3,16 @@
 //! Chromium, the way a teacher opens a downloaded report: no dialog, no injected element,
 //! the payloads shown as text.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::Client;
 use gradelab_tests::fault_proxy::FaultServer;
 use gradelab_tests::{spawn_app_with, TestApp};
 use serde_json::{json, Value};
 
-use crate::{browser, screenshot, start_driver, wait_for};
+use crate::{browser, gql, screenshot, start_driver, wait_for, wait_job};
 
 const XSS: &str = r#"<script>alert('xss')</script><img src=x onerror="alert(1)"><svg onload=alert(2)></svg><iframe src="javascript:alert(1)"></iframe>"#;
-
-async fn gql(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
-    app.graphql(Some(token), query, variables).await.ok()
-}
-
-async fn wait_job(app: &TestApp, token: &str, id: &Value) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let job = gql(
-            app,
-            token,
-            "query($id: ID!) { job(id: $id) { status error } }",
-            json!({ "id": id }),
-        )
-        .await["job"]
-            .clone();
-        if matches!(
-            job["status"].as_str(),
-            Some("SUCCEEDED" | "FAILED" | "CANCELLED")
-        ) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// A one-item guide and 40 hostile, teacher-scored answers, trained with the similarity
 /// engine; returns the training job's id.

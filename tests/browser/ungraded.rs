@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use gradelab_tests::fault_proxy::{Fault, FaultServer};
-use gradelab_tests::{spawn_app_with, TestApp};
+use gradelab_tests::{spawn_app_with_canned_llm, TestApp};
 use serde_json::{json, Value};
 
-use crate::{browser, screenshot, start_driver, wait_for};
+use crate::{browser, gql, screenshot, start_driver, wait_for, wait_job};
 
 /// A verdict in the shape of the grading prompt's schema for an item without criteria.
 const VERDICT: &str =
@@ -17,45 +17,18 @@ const VERDICT: &str =
 /// The answer the endpoint will not grade.
 const ODD_ANSWER: &str = "Zebra crossings are where chlorophyll waits for the bus.";
 
-async fn gql(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
-    app.graphql(Some(token), query, variables).await.ok()
-}
-
+/// Waits for job `id` and checks it succeeded.
 async fn finished_job(app: &TestApp, token: &str, id: &Value) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job = gql(
-            app,
-            token,
-            "query($id: ID!) { job(id: $id) { status error result } }",
-            json!({ "id": id }),
-        )
-        .await["job"]
-            .clone();
-        if matches!(
-            job["status"].as_str(),
-            Some("SUCCEEDED" | "FAILED" | "CANCELLED")
-        ) {
-            assert_eq!(job["status"], "SUCCEEDED", "{job}");
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let job = wait_job(app, token, id).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    job
 }
 
 #[tokio::test]
 async fn a_run_page_names_the_answer_its_grader_could_not_grade_and_why() {
     let endpoint = FaultServer::canned(VERDICT).await;
     endpoint.on_body_containing(ODD_ANSWER, Fault::Content("I would rather not say.".into()));
-    let base_url = endpoint.base_url.clone();
-    let app = spawn_app_with(|settings| {
-        settings.llm.provider = "llamacpp".into();
-        settings.llm.base_url = base_url;
-        settings.llm.model = "canned".into();
-        settings.llm.cache = false;
-    })
-    .await;
+    let app = spawn_app_with_canned_llm(&endpoint.base_url).await;
     let teacher = app.sign_up("Rita").await;
     let token = teacher.token.as_str();
 

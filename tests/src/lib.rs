@@ -83,6 +83,18 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts the server after letting the test adjust the settings.
+/// An app whose LLM is the llama.cpp-style endpoint at `base_url` (a canned or
+/// fault-injecting server), model `canned`, with its response cache off.
+pub async fn spawn_app_with_canned_llm(base_url: &str) -> TestApp {
+    spawn_app_with(|settings| {
+        settings.llm.provider = "llamacpp".into();
+        settings.llm.base_url = base_url.to_owned();
+        settings.llm.model = "canned".into();
+        settings.llm.cache = false;
+    })
+    .await
+}
+
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     gradelab::telemetry::init_for_test();
     let data = tempfile::tempdir().expect("temporary data directory");
