@@ -50,7 +50,9 @@ use serde_json::json;
 use tracing::instrument;
 
 use crate::error::{AppError, ErrorCode};
-use crate::grading::grader::{AnswerToGrade, Grader, GraderConfig, GradingContext, GradingError};
+use crate::grading::grader::{
+    AnswerToGrade, Grader, GraderConfig, GradingContext, GradingError, Verdict,
+};
 use crate::grading::guard;
 use crate::llm::LlmError;
 use crate::metrics::{self, AgreementReport, ResponseQuality, ScorePair, VarianceReport};
@@ -402,8 +404,7 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
     } else {
         SIMILARITY_BATCH
     };
-    let mut ungraded: Vec<UngradedAnswer> = Vec::new();
-    let mut failed_in_a_row = 0;
+    let mut skips = Skips::default();
     for repeat in 0..params.repeats {
         let pending: Vec<AnswerToGrade> = to_grade
             .iter()
@@ -433,52 +434,8 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
             if ctx.cancel_requested().await? {
                 return Ok(Outcome::Cancelled);
             }
-            let verdicts = match grader.grade(chunk, |_, _| {}).await {
-                Ok(verdicts) => {
-                    failed_in_a_row = 0;
-                    verdicts
-                }
-                Err(err) if !about_one_answer(&err) => return Err(err.into()),
-                Err(err) => {
-                    let mut verdicts = Vec::with_capacity(chunk.len());
-                    let mut first_error = Some(err);
-                    for answer in chunk {
-                        // A chunk of one already failed; a larger one is graded answer by
-                        // answer (the replies that did parse come from the cache).
-                        let result = match first_error.take().filter(|_| chunk.len() == 1) {
-                            Some(err) => Err(err),
-                            None => grader.grade(std::slice::from_ref(answer), |_, _| {}).await,
-                        };
-                        match result {
-                            Ok(mut one) => {
-                                failed_in_a_row = 0;
-                                verdicts.append(&mut one);
-                            }
-                            Err(err) if !about_one_answer(&err) => return Err(err.into()),
-                            Err(err) => {
-                                failed_in_a_row += 1;
-                                if failed_in_a_row >= MAX_UNGRADED_IN_A_ROW {
-                                    return Err(anyhow::Error::new(err).context(format!(
-                                        "{failed_in_a_row} answers in a row could not be graded"
-                                    )));
-                                }
-                                let skipped =
-                                    ungraded_answer(&selected, &base, answer.id, repeat, &err);
-                                ctx.emit(
-                                    "log",
-                                    json!({ "message": format!(
-                                        "Answer {} to item {} could not be graded and is left out: {}",
-                                        skipped.student_ref, skipped.item_label, skipped.error
-                                    ) }),
-                                )
-                                .await?;
-                                ungraded.push(skipped);
-                            }
-                        }
-                    }
-                    verdicts
-                }
-            };
+            let verdicts =
+                grade_leaving_out(&ctx, grader, chunk, repeat, &selected, &mut skips).await?;
             let rows: Vec<gradings::ActiveModel> = verdicts
                 .into_iter()
                 .map(|v| v.into_row(user_id, version.id, Some(ctx.job.id), repeat as i32))
@@ -496,7 +453,7 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
     }
     let results = results_of(&state.db, &run).await?;
     let mut metrics = compute_metrics(&results);
-    metrics.ungraded = ungraded;
+    metrics.ungraded = skips.ungraded;
     metrics.engine = grader_config.engine().to_string();
     metrics.grader_version_id = version.id;
     metrics.split = params.upload_id.is_none().then(|| params.split.to_string());
@@ -523,6 +480,70 @@ async fn run(ctx: JobContext) -> anyhow::Result<Outcome> {
         "flip_rate": metrics.variance.as_ref().and_then(|v| v.flip_rate),
         "review_count": metrics.review_count,
     })))
+}
+
+/// The answers a run left out so far, and how many failed since the last one graded.
+#[derive(Default)]
+struct Skips {
+    ungraded: Vec<UngradedAnswer>,
+    in_a_row: usize,
+}
+
+/// Grades `chunk`, leaving out each answer the model fails on alone (see the module docs);
+/// an endpoint failure, or [`MAX_UNGRADED_IN_A_ROW`] answers failing in a row, is an error.
+async fn grade_leaving_out(
+    ctx: &JobContext,
+    grader: &Grader,
+    chunk: &[AnswerToGrade],
+    repeat: u32,
+    selected: &[answers::Model],
+    skips: &mut Skips,
+) -> anyhow::Result<Vec<Verdict>> {
+    let first_error = match grader.grade(chunk, |_, _| {}).await {
+        Ok(verdicts) => {
+            skips.in_a_row = 0;
+            return Ok(verdicts);
+        }
+        Err(err) if !about_one_answer(&err) => return Err(err.into()),
+        Err(err) => err,
+    };
+    let mut verdicts = Vec::with_capacity(chunk.len());
+    let mut first_error = Some(first_error);
+    for answer in chunk {
+        // A chunk of one already failed; a larger one is graded answer by answer (the
+        // replies that did parse come from the cache).
+        let result = match first_error.take().filter(|_| chunk.len() == 1) {
+            Some(err) => Err(err),
+            None => grader.grade(std::slice::from_ref(answer), |_, _| {}).await,
+        };
+        let err = match result {
+            Ok(mut one) => {
+                skips.in_a_row = 0;
+                verdicts.append(&mut one);
+                continue;
+            }
+            Err(err) if !about_one_answer(&err) => return Err(err.into()),
+            Err(err) => err,
+        };
+        skips.in_a_row += 1;
+        if skips.in_a_row >= MAX_UNGRADED_IN_A_ROW {
+            return Err(anyhow::Error::new(err).context(format!(
+                "{} answers in a row could not be graded",
+                skips.in_a_row
+            )));
+        }
+        let skipped = ungraded_answer(selected, grader, answer.id, repeat, &err);
+        ctx.emit(
+            "log",
+            json!({ "message": format!(
+                "Answer {} to item {} could not be graded and is left out: {}",
+                skipped.student_ref, skipped.item_label, skipped.error
+            ) }),
+        )
+        .await?;
+        skips.ungraded.push(skipped);
+    }
+    Ok(verdicts)
 }
 
 /// Whether a grading failure concerns the answer graded rather than the endpoint: a reply
