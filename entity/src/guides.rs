@@ -30,6 +30,9 @@ pub struct Model {
     pub error: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Bumped by the database (triggers) whenever one of the guide's items or one of its
+    /// jobs changes: what a cache of them is checked against.
+    pub revision: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,6 +17,7 @@ mod m20261125_000008_create_test_runs;
 mod m20261125_000009_create_reports;
 mod m20261125_000010_create_llm_calls;
 mod m20261125_000011_create_answer_suggestions;
+mod m20261127_000012_guide_revision;
 
 /// Every table the migrations create, in creation (foreign-key) order.
 pub const TABLES: &[&str] = &[
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000009_create_reports::Migration),
             Box::new(m20261125_000010_create_llm_calls::Migration),
             Box::new(m20261125_000011_create_answer_suggestions::Migration),
+            Box::new(m20261127_000012_guide_revision::Migration),
         ]
     }
 }

@@ -906,6 +906,110 @@ async fn a_page_answers_jobs_and_items_as_each_guide_does_on_its_own() {
 }
 
 #[tokio::test]
+async fn a_page_read_again_shows_every_change_to_its_items_and_jobs_whoever_made_it() {
+    // Pages keep their guides' item summaries and latest jobs, each under the guide's
+    // revision, which the database bumps with every change to them. Changes made through
+    // the API and straight in the database (as another replica or a worker would) must
+    // both show on the very next read.
+    let (app, db_url) = spawn_with_db(|_| {}).await;
+    let alice = app.sign_up("Alice").await;
+    extracted_quizzes(&app, &alice.token, 2).await;
+    let db = Database::connect(&db_url)
+        .await
+        .expect("database reachable");
+    let sql = |statement: String| {
+        let db = &db;
+        async move {
+            db.execute_unprepared(&statement)
+                .await
+                .unwrap_or_else(|err| panic!("{statement}: {err}"));
+        }
+    };
+    let revision = |guide_id: String| {
+        let db = &db;
+        async move {
+            db.query_one(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT revision FROM guides WHERE id = {guide_id}"),
+            ))
+            .await
+            .expect("revision query")
+            .expect("the guide's row")
+            .try_get::<i64>("", "revision")
+            .expect("a revision")
+        }
+    };
+    let query = "{ guides(first: 10) { edges { node { id itemCount totalMarks
+        items { id label maxMarks } latestJob { id status progress } } } } }";
+    let newest = || {
+        let app = &app;
+        let token = alice.token.clone();
+        async move {
+            app.graphql(Some(&token), query, json!({})).await.ok()["guides"]["edges"][0]["node"]
+                .clone()
+        }
+    };
+    let first = newest().await;
+    assert_eq!(newest().await, first, "nothing changed, the same page");
+    let guide = first["id"].as_str().expect("a guide id").to_owned();
+    let items = first["items"].as_array().cloned().unwrap_or_default();
+    assert!(items.len() >= 2, "{first}");
+    let item = |n: usize| items[n]["id"].as_str().expect("an item id").to_owned();
+
+    // Through the API: a new maximum mark.
+    let before = revision(guide.clone()).await;
+    app.graphql(
+        Some(&alice.token),
+        "mutation($id: ID!) { updateGuideItem(id: $id, patch: { maxMarks: 7 }) { id } }",
+        json!({ "id": item(0) }),
+    )
+    .await
+    .ok();
+    assert!(revision(guide.clone()).await > before);
+    let edited = newest().await;
+    assert_eq!(edited["items"][0]["maxMarks"], 7.0, "{edited}");
+    let total = first["totalMarks"].as_f64().unwrap_or_default()
+        - items[0]["maxMarks"].as_f64().unwrap_or_default()
+        + 7.0;
+    assert_eq!(edited["totalMarks"].as_f64(), Some(total), "{edited}");
+
+    // Behind the server's back: an item renamed, another deleted, the job set running.
+    sql(format!(
+        "UPDATE guide_items SET label = 'renamed' WHERE id = {}",
+        item(0)
+    ))
+    .await;
+    assert_eq!(newest().await["items"][0]["label"], "renamed");
+    sql(format!("DELETE FROM guide_items WHERE id = {}", item(1))).await;
+    let fewer = newest().await;
+    assert_eq!(fewer["itemCount"], items.len() - 1, "{fewer}");
+    assert!(
+        fewer["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|i| i["id"] != item(1).as_str()),
+        "{fewer}"
+    );
+    let job = first["latestJob"]["id"].as_str().expect("a job").to_owned();
+    sql(format!(
+        "UPDATE jobs SET status = 'running', progress = 0.5 WHERE id = {job}"
+    ))
+    .await;
+    let running = newest().await;
+    assert_eq!(running["latestJob"]["status"], "RUNNING", "{running}");
+    assert_eq!(running["latestJob"]["progress"], 0.5, "{running}");
+
+    // A lease's heartbeat shows nowhere in the API: it leaves the guide's row alone.
+    let before = revision(guide.clone()).await;
+    sql(format!(
+        "UPDATE jobs SET lease_owner = 'elsewhere' WHERE id = {job}"
+    ))
+    .await;
+    assert_eq!(revision(guide).await, before);
+}
+
+#[tokio::test]
 async fn lists_read_at_the_same_moment_by_several_users_are_each_their_own() {
     // Concurrent list reads are batched into one statement for all callers; each caller
     // must still get exactly their own page.

@@ -324,12 +324,14 @@ async fn transient_failures_are_retried_and_the_call_is_counted_once() {
 #[tokio::test]
 async fn retry_after_as_an_http_date_is_honoured_and_too_long_a_wait_fails_at_once() {
     let server = FaultServer::canned(VALID_GRADE).await;
+    let h = harness(&server.base_url, |_| {}).await;
+    let ctx = CallContext::task("grade").user(h.user_id);
+    // The date is taken once the harness is up (its migrations take a while on a busy
+    // machine), so the wait it asks for is still 2–3 s when the call starts.
     let in_three_seconds = std::time::SystemTime::now() + Duration::from_secs(3);
     server.push([Fault::RateLimited(httpdate::fmt_http_date(
         in_three_seconds,
     ))]);
-    let h = harness(&server.base_url, |_| {}).await;
-    let ctx = CallContext::task("grade").user(h.user_id);
 
     let started = Instant::now();
     let grade = h.grade(&ctx, &h.params().cache(CachePolicy::Never)).await;

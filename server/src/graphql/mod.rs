@@ -97,6 +97,7 @@ pub fn build_schema(state: AppState) -> CodedSchema {
             .data(loaders::guide_page_loader(&state.db))
             .data(loaders::items_loader(&state.db))
             .data(loaders::latest_job_loader(&state.db))
+            .data(loaders::GuideCache::default())
             .data(state)
             .finish(),
     )

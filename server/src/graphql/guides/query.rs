@@ -8,7 +8,9 @@ use async_graphql::{Context, Object, Result, ID};
 
 use super::types::Guide;
 use crate::error::{AppError, GqlResultExt};
-use crate::graphql::loaders::{GuideItemsLoader, GuidePageLoader, LatestJobLoader, PagePrefetch};
+use crate::graphql::loaders::{
+    GuideCache, GuideItemsLoader, GuidePageLoader, LatestJobLoader, PageGuide, PagePrefetch,
+};
 use crate::graphql::{parse_id, require_user, state};
 use crate::service::guides::{self, GuidePage};
 
@@ -80,13 +82,20 @@ impl GuideQuery {
                 user_id: auth.user_id,
             },
         );
-        let guide_ids: Vec<i32> = rows.iter().map(|guide| guide.id).collect();
+        let guides: Vec<PageGuide> = rows
+            .iter()
+            .map(|guide| PageGuide {
+                id: guide.id,
+                revision: guide.revision,
+            })
+            .collect();
         let prefetched = Arc::new(
             PagePrefetch::load(
                 &ctx.look_ahead().field("edges").field("node"),
-                &guide_ids,
+                &guides,
                 ctx.data::<DataLoader<GuideItemsLoader>>()?,
                 ctx.data::<DataLoader<LatestJobLoader>>()?,
+                ctx.data::<GuideCache>()?,
             )
             .await
             .gql()?,

@@ -6,7 +6,7 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, InputObject, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use entity::enums::GuideStatus as DbStatus;
-use entity::{guide_items, guides};
+use entity::{guide_items, guides, jobs};
 
 use crate::error::{AppError, GqlResultExt};
 use crate::graphql::jobs::types::Job;
@@ -221,8 +221,7 @@ impl Guide {
         {
             return Ok(row
                 .filter(|job| job.user_id == self.user_id)
-                .cloned()
-                .map(Into::into));
+                .map(|job| jobs::Model::clone(job).into()));
         }
         let loader = ctx.data::<DataLoader<LatestJobLoader>>()?;
         let row = loader
@@ -232,7 +231,7 @@ impl Guide {
             .gql()?;
         Ok(row
             .filter(|job| job.user_id == self.user_id)
-            .map(Into::into))
+            .map(|job| Arc::unwrap_or_clone(job).into()))
     }
 }
 
