@@ -273,8 +273,6 @@ impl PagePrefetch {
         .into_iter()
         .filter_map(|(wanted, kind)| wanted.then_some(kind))
         .collect();
-        let revisions: HashMap<i32, i64> = guides.iter().map(|g| (g.id, g.revision)).collect();
-
         let mut page = Self {
             items: HashMap::new(),
             jobs: kinds.iter().map(|&kind| (kind, HashMap::new())).collect(),
@@ -324,6 +322,7 @@ impl PagePrefetch {
         if item_keys.is_empty() && job_keys.is_empty() {
             return Ok(page);
         }
+        let revisions: HashMap<i32, i64> = guides.iter().map(|g| (g.id, g.revision)).collect();
         let (loaded_items, loaded_jobs) = futures::try_join!(
             async {
                 items
