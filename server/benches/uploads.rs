@@ -16,52 +16,12 @@ mod cluster;
 #[path = "support/process.rs"]
 mod process;
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use cluster::{ClusterConfig, Replica};
+use cluster::{docx_guide, ClusterConfig, Replica};
 use process::{env_or, status_kib};
 use serde_json::{json, Value};
-
-/// A DOCX guide of three questions (text unique to `n`) with an image of `image_bytes`
-/// random bytes, stored uncompressed as JPEGs are.
-fn docx(n: usize, image_bytes: usize) -> anyhow::Result<Vec<u8>> {
-    let paragraphs: String = (1..=3)
-        .flat_map(|q| {
-            [
-                format!("Question {q} (2 marks)"),
-                format!("Explain step {q} of process {n}."),
-                format!("Model answer: step {q} of process {n} turns the input into the output."),
-                String::new(),
-            ]
-        })
-        .map(|line| format!("<w:p><w:r><w:t>{line}</w:t></w:r></w:p>"))
-        .collect();
-    let document = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Guide {n}</w:t></w:r></w:p>{paragraphs}</w:body></w:document>"#
-    );
-    let mut image = vec![0u8; image_bytes];
-    let mut x = 2_463_534_242u32 ^ (n as u32).wrapping_mul(2_654_435_761);
-    for b in &mut image {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        *b = x as u8;
-    }
-    let mut buf = std::io::Cursor::new(Vec::new());
-    let mut zip = zip::ZipWriter::new(&mut buf);
-    let deflated = zip::write::SimpleFileOptions::default();
-    zip.start_file("word/document.xml", deflated)?;
-    zip.write_all(document.as_bytes())?;
-    zip.start_file(
-        "word/media/image1.jpeg",
-        deflated.compression_method(zip::CompressionMethod::Stored),
-    )?;
-    zip.write_all(&image)?;
-    zip.finish()?;
-    Ok(buf.into_inner())
-}
 
 async fn upload(
     client: &reqwest::Client,
@@ -112,8 +72,8 @@ fn main() -> anyhow::Result<()> {
     // Files of exactly `mib` MiB: the image fills what the text and the archive leave.
     let mut files = Vec::new();
     for n in 0..uploads {
-        let overhead = docx(n, 0)?.len();
-        let file = docx(n, mib * 1024 * 1024 - overhead)?;
+        let overhead = docx_guide(n, 0)?.len();
+        let file = docx_guide(n, mib * 1024 * 1024 - overhead)?;
         files.push(file);
     }
     let total: usize = files.iter().map(Vec::len).sum();
@@ -127,7 +87,7 @@ fn main() -> anyhow::Result<()> {
             &server.base_url,
             &token,
             "warm-up.docx".into(),
-            docx(uploads, 64 * 1024)?,
+            docx_guide(uploads, 64 * 1024)?,
         )
         .await?;
         let rss_before = status_kib(server.pid, "VmRSS:");

@@ -1,7 +1,8 @@
 //! Test runs: a similarity grader tested on held-out SAF answers with its events streamed over
 //! a WebSocket, metrics that match a recomputation from the per-answer rows, the review
-//! queue, scoping, a small run with an LLM grader on the real local model, and how many
-//! gradings an LLM run keeps in flight at a canned endpoint.
+//! queue, scoping, a small run with an LLM grader on the real local model, how many
+//! gradings an LLM run keeps in flight at a canned endpoint, and a whole run through an
+//! endpoint that answers with 429 storms, 5xx, stalls and garbage.
 
 use std::time::Duration;
 
@@ -738,4 +739,138 @@ async fn an_llm_test_run_keeps_a_hosted_endpoint_busy_and_sends_llamacpp_one_cal
     let (in_flight, run) = canned_llm_run("llamacpp").await;
     assert_eq!(in_flight, 1, "one call at a time");
     assert_eq!(run["answers"].as_array().map(Vec::len), Some(8), "{run}");
+}
+
+/// An app grading through `endpoint` that retries quickly: 3 retries 10–50 ms apart, 1 s
+/// per attempt.
+async fn app_with_fast_retries(endpoint: &FaultServer) -> TestApp {
+    let base_url = endpoint.base_url.clone();
+    spawn_app_with(|settings| {
+        settings.llm.provider = "llamacpp".into();
+        settings.llm.base_url = base_url;
+        settings.llm.model = "canned".into();
+        settings.llm.cache = false;
+        settings.llm.retry_base_ms = 10;
+        settings.llm.retry_max_ms = 50;
+        settings.llm.max_retries = 3;
+        settings.llm.timeout_secs = 1;
+    })
+    .await
+}
+
+/// The answers a run graded, by student, with their marks.
+fn marks_by_student(run: &Value) -> Vec<(String, f64)> {
+    let mut marks: Vec<(String, f64)> = run["answers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            (
+                row["studentRef"].as_str().unwrap_or_default().to_owned(),
+                f(&row["score"]),
+            )
+        })
+        .collect();
+    marks.sort_by(|a, b| a.0.cmp(&b.0));
+    marks
+}
+
+#[tokio::test]
+async fn a_whole_test_run_through_429_storms_5xx_stalls_and_garbage_loses_and_repeats_nothing() {
+    let endpoint = FaultServer::canned(CANNED_VERDICT).await;
+    let app = app_with_fast_retries(&endpoint).await;
+    let teacher = app.sign_up("Rosa").await;
+    let version = zero_shot_llm_version(
+        &app,
+        &teacher.token,
+        &["4.13", "6.2_IPP"],
+        Duration::from_secs(120),
+    )
+    .await;
+    let input = json!({ "graderVersionId": version, "limit": 6 });
+    let clean = finished_run(
+        &app,
+        &teacher.token,
+        input.clone(),
+        Duration::from_secs(120),
+    )
+    .await;
+    let clean_requests = endpoint.requests();
+
+    // Every grading of the run meets trouble first, within the client's three retries; one
+    // call at a time (llama.cpp), so the script meets the calls in order.
+    let storm = [
+        vec![
+            Fault::RateLimited("0".into()),
+            Fault::RateLimited("0".into()),
+            Fault::RateLimited("0".into()),
+        ],
+        vec![Fault::Status(503), Fault::Status(502), Fault::Status(500)],
+        vec![Fault::Stall(Duration::from_secs(3))],
+        vec![
+            Fault::Body("<html><body>502 Bad Gateway</body></html>".into()),
+            Fault::Body(r#"{"choices": "#.into()),
+        ],
+        vec![Fault::RateLimited("1".into()), Fault::Status(504)],
+        vec![Fault::Status(500), Fault::RateLimited("0".into())],
+    ];
+    let faults: usize = storm.iter().map(Vec::len).sum();
+    for faults in storm {
+        endpoint.push(faults);
+        endpoint.push([Fault::Pass]);
+    }
+    let stormy = finished_run(&app, &teacher.token, input, Duration::from_secs(180)).await;
+
+    let before = endpoint.requests();
+    assert_eq!(
+        before - clean_requests,
+        faults + 6,
+        "every fault was met, and each of the six answers was graded by one passing call"
+    );
+    assert_eq!(
+        marks_by_student(&stormy),
+        marks_by_student(&clean),
+        "the same answers graded, each once, with the marks of the run without faults"
+    );
+    assert_eq!(marks_by_student(&stormy).len(), 6, "{stormy}");
+    let metrics = &stormy["metrics"];
+    assert_eq!(metrics["answers"], 6, "{metrics}");
+    assert_eq!(metrics["ungraded"], json!([]), "{metrics}");
+    for key in ["exact", "mae", "qwk"] {
+        assert_eq!(metrics[key], clean["metrics"][key], "{key}: {metrics}");
+    }
+
+    // A storm that outlasts the retries: the run stops with the reason, keeping what it
+    // graded before.
+    endpoint.push([Fault::Pass]);
+    endpoint.push(std::iter::repeat_n(Fault::RateLimited("0".into()), 400));
+    let run = start_run(
+        &app,
+        &teacher.token,
+        json!({ "graderVersionId": version, "limit": 6 }),
+    )
+    .await;
+    let job = wait_for_job(
+        &app,
+        &teacher.token,
+        &run["jobId"],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(job["status"], "FAILED", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("rate limiting"),
+        "the run says the provider is rate limiting: {error}"
+    );
+    let run = app
+        .graphql(Some(&teacher.token), RUN, json!({ "id": run["id"] }))
+        .await
+        .ok()["testRun"]
+        .clone();
+    assert_eq!(
+        marks_by_student(&run).len(),
+        1,
+        "the answer graded before the storm stays: {run}"
+    );
 }

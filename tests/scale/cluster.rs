@@ -1,13 +1,14 @@
-//! A cluster on one machine for the scale-out test and the replicas benchmark: a fresh
-//! PostgreSQL database, a canned OpenAI-compatible endpoint, and real `gradelab serve`
-//! processes on 127.0.0.1 sharing the database and a data directory.
+//! A cluster on one machine for the scale-out tests and the benchmarks that run real
+//! processes: a fresh PostgreSQL database, a canned OpenAI-compatible endpoint, real
+//! `gradelab serve` processes on 127.0.0.1 sharing the database and a data directory, and
+//! DOCX guides of any size.
 //!
-//! Shared by `tests/scale/main.rs` and `server/benches/replicas.rs` (included with
+//! Shared by `tests/scale/main.rs` and the benchmarks in `server/benches/` (included with
 //! `#[path]`), so it depends only on crates both have.
 
 #![allow(dead_code, reason = "each includer uses part of the harness")]
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -559,4 +560,43 @@ impl EventStream {
 pub fn profile_dir(exe: &Path) -> Option<PathBuf> {
     let deps = exe.parent()?;
     Some(deps.parent()?.to_path_buf())
+}
+
+/// A DOCX guide of three questions (text unique to `n`) with an image of `image_bytes`
+/// random bytes, stored uncompressed as JPEGs are.
+pub fn docx_guide(n: usize, image_bytes: usize) -> anyhow::Result<Vec<u8>> {
+    let paragraphs: String = (1..=3)
+        .flat_map(|q| {
+            [
+                format!("Question {q} (2 marks)"),
+                format!("Explain step {q} of process {n}."),
+                format!("Model answer: step {q} of process {n} turns the input into the output."),
+                String::new(),
+            ]
+        })
+        .map(|line| format!("<w:p><w:r><w:t>{line}</w:t></w:r></w:p>"))
+        .collect();
+    let document = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Guide {n}</w:t></w:r></w:p>{paragraphs}</w:body></w:document>"#
+    );
+    let mut image = vec![0u8; image_bytes];
+    let mut x = 2_463_534_242u32 ^ (n as u32).wrapping_mul(2_654_435_761);
+    for b in &mut image {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut buf);
+    let deflated = zip::write::SimpleFileOptions::default();
+    zip.start_file("word/document.xml", deflated)?;
+    zip.write_all(document.as_bytes())?;
+    zip.start_file(
+        "word/media/image1.jpeg",
+        deflated.compression_method(zip::CompressionMethod::Stored),
+    )?;
+    zip.write_all(&image)?;
+    zip.finish()?;
+    Ok(buf.into_inner())
 }

@@ -6,6 +6,7 @@
 
 mod cluster;
 mod pg_restart;
+mod upload_kill;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
