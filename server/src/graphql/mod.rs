@@ -90,7 +90,7 @@ pub fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
 /// The schema as served, with limits from the settings and a code on every error.
 pub fn build_schema(state: AppState) -> CodedSchema {
     let limits = state.settings.graphql.clone();
-    CodedSchema(
+    CodedSchema::new(
         schema_builder()
             .limit_depth(limits.max_depth)
             .limit_complexity(limits.max_complexity)

@@ -71,7 +71,8 @@ impl GuideQuery {
             .await
             .map_err(|err| AppError::internal(anyhow::anyhow!("loading guides: {err}")))
             .gql()?
-            .map(|rows| rows.to_vec())
+            // Shared only when another request read the same page at the same time.
+            .map(Arc::unwrap_or_clone)
             .unwrap_or_default();
         let has_next = rows.len() as u64 > limit;
         rows.truncate(limit as usize);

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{ComplexObject, Context, Enum, InputObject, Result, SimpleObject, ID};
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use entity::enums::GuideStatus as DbStatus;
-use entity::{guide_items, guides, jobs};
+use entity::{guide_items, guides};
 
 use crate::error::{AppError, GqlResultExt};
 use crate::graphql::jobs::types::Job;
@@ -145,13 +145,7 @@ impl Guide {
         } else {
             ItemDetail::Summary
         };
-        Ok(self
-            .item_rows(ctx, detail)
-            .await?
-            .iter()
-            .cloned()
-            .map(Into::into)
-            .collect())
+        Ok(GuideItem::all(&self.item_rows(ctx, detail).await?))
     }
 
     /// Number of items.
@@ -221,7 +215,7 @@ impl Guide {
         {
             return Ok(row
                 .filter(|job| job.user_id == self.user_id)
-                .map(|job| jobs::Model::clone(job).into()));
+                .map(|job| Arc::clone(job).into()));
         }
         let loader = ctx.data::<DataLoader<LatestJobLoader>>()?;
         let row = loader
@@ -231,7 +225,7 @@ impl Guide {
             .gql()?;
         Ok(row
             .filter(|job| job.user_id == self.user_id)
-            .map(|job| Arc::unwrap_or_clone(job).into()))
+            .map(Into::into))
     }
 }
 
@@ -263,61 +257,98 @@ impl From<RubricCriterion> for Criterion {
     }
 }
 
-/// One question of a guide.
-#[derive(SimpleObject)]
-#[graphql(complex)]
+/// One question of a guide: a row of its guide's items, shared with the list it came in
+/// (a page of guides hands out the item summaries it keeps across requests without copying
+/// them).
 pub struct GuideItem {
-    /// Stable identifier.
-    pub id: ID,
-    /// The guide it belongs to.
-    pub guide_id: ID,
-    /// Place in the guide, from 0.
-    pub position: i32,
-    /// Label as printed in the guide, e.g. `1(b)`; answers are matched to items by it.
-    pub label: String,
-    /// The question as students see it.
-    pub question: String,
-    /// The model answer (may be empty).
-    pub model_answer: String,
-    /// Marks available.
-    pub max_marks: f64,
-    /// The stored rubric, read into criteria only when `rubric` is asked for.
-    #[graphql(skip)]
-    pub rubric_json: serde_json::Value,
-    /// Whether the teacher edited or added it (re-extraction keeps such items).
-    pub edited: bool,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When it last changed.
-    pub updated_at: DateTime<Utc>,
+    rows: Arc<Vec<guide_items::Model>>,
+    index: usize,
 }
 
-#[ComplexObject]
 impl GuideItem {
-    /// Rubric criteria.
-    async fn rubric(&self) -> Vec<RubricCriterion> {
-        service::rubric_of(&self.rubric_json)
-            .into_iter()
-            .map(Into::into)
+    /// Every item of `rows`, in order.
+    pub fn all(rows: &Arc<Vec<guide_items::Model>>) -> Vec<Self> {
+        (0..rows.len())
+            .map(|index| Self {
+                rows: Arc::clone(rows),
+                index,
+            })
             .collect()
+    }
+
+    fn row(&self) -> &guide_items::Model {
+        &self.rows[self.index]
     }
 }
 
 impl From<guide_items::Model> for GuideItem {
     fn from(item: guide_items::Model) -> Self {
         Self {
-            id: item.id.into(),
-            guide_id: item.guide_id.into(),
-            position: item.position,
-            label: item.label,
-            question: item.question,
-            model_answer: item.model_answer,
-            max_marks: item.max_marks,
-            rubric_json: item.rubric,
-            edited: item.edited,
-            created_at: item.created_at,
-            updated_at: item.updated_at,
+            rows: Arc::new(vec![item]),
+            index: 0,
         }
+    }
+}
+
+/// One question of a guide.
+#[Object]
+impl GuideItem {
+    /// Stable identifier.
+    async fn id(&self) -> ID {
+        self.row().id.into()
+    }
+
+    /// The guide it belongs to.
+    async fn guide_id(&self) -> ID {
+        self.row().guide_id.into()
+    }
+
+    /// Place in the guide, from 0.
+    async fn position(&self) -> i32 {
+        self.row().position
+    }
+
+    /// Label as printed in the guide, e.g. `1(b)`; answers are matched to items by it.
+    async fn label(&self) -> &str {
+        &self.row().label
+    }
+
+    /// The question as students see it.
+    async fn question(&self) -> &str {
+        &self.row().question
+    }
+
+    /// The model answer (may be empty).
+    async fn model_answer(&self) -> &str {
+        &self.row().model_answer
+    }
+
+    /// Marks available.
+    async fn max_marks(&self) -> f64 {
+        self.row().max_marks
+    }
+
+    /// Whether the teacher edited or added it (re-extraction keeps such items).
+    async fn edited(&self) -> bool {
+        self.row().edited
+    }
+
+    /// When it was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row().created_at
+    }
+
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.row().updated_at
+    }
+
+    /// Rubric criteria.
+    async fn rubric(&self) -> Vec<RubricCriterion> {
+        service::rubric_of(&self.row().rubric)
+            .into_iter()
+            .map(Into::into)
+            .collect()
     }
 }
 

@@ -1,6 +1,8 @@
 //! GraphQL types for jobs.
 
-use async_graphql::{Enum, Json, SimpleObject, ID};
+use std::sync::Arc;
+
+use async_graphql::{Enum, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use entity::enums::{JobKind as DbKind, JobStatus as DbStatus};
 use entity::jobs;
@@ -42,66 +44,108 @@ pub enum JobStatus {
     Cancelled,
 }
 
-/// A background job.
-#[derive(SimpleObject)]
-pub struct Job {
-    /// Stable identifier.
-    pub id: ID,
-    /// What the job does.
-    pub kind: JobKind,
-    /// Where it is.
-    pub status: JobStatus,
-    /// The guide it works on, if any.
-    pub guide_id: Option<ID>,
-    /// Fraction done, 0 to 1.
-    pub progress: f64,
-    /// Last finished epoch (training jobs).
-    pub current_epoch: Option<i32>,
-    /// Parameters given at creation.
-    pub params: Json<Value>,
-    /// Outcome of a succeeded job.
-    pub result: Option<Json<Value>>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Whether the user asked it to stop.
-    pub cancel_requested: bool,
-    /// How many times a worker has started it (more than 1 after a restart).
-    pub attempts: i32,
-    /// LLM prompt tokens spent.
-    pub prompt_tokens: i64,
-    /// LLM completion tokens spent.
-    pub completion_tokens: i64,
-    /// Estimated LLM cost in US dollars.
-    pub cost_usd: f64,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When a worker first started it.
-    pub started_at: Option<DateTime<Utc>>,
-    /// When it finished.
-    pub finished_at: Option<DateTime<Utc>>,
-}
+/// A background job, holding its row shared: a page of guides hands out the latest jobs it
+/// keeps across requests without copying their parameters and results.
+pub struct Job(Arc<jobs::Model>);
 
 impl From<jobs::Model> for Job {
     fn from(job: jobs::Model) -> Self {
-        Self {
-            id: job.id.into(),
-            kind: job.kind.into(),
-            status: job.status.into(),
-            guide_id: job.guide_id.map(Into::into),
-            progress: job.progress,
-            current_epoch: job.current_epoch,
-            params: Json(job.params),
-            result: job.result.map(Json),
-            error: job.error,
-            cancel_requested: job.cancel_requested,
-            attempts: job.attempts,
-            prompt_tokens: job.prompt_tokens,
-            completion_tokens: job.completion_tokens,
-            cost_usd: job.cost_usd,
-            created_at: job.created_at,
-            started_at: job.started_at,
-            finished_at: job.finished_at,
-        }
+        Self(Arc::new(job))
+    }
+}
+
+impl From<Arc<jobs::Model>> for Job {
+    fn from(job: Arc<jobs::Model>) -> Self {
+        Self(job)
+    }
+}
+
+/// A background job.
+#[Object]
+impl Job {
+    /// Stable identifier.
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+
+    /// What the job does.
+    async fn kind(&self) -> JobKind {
+        self.0.kind.into()
+    }
+
+    /// Where it is.
+    async fn status(&self) -> JobStatus {
+        self.0.status.into()
+    }
+
+    /// The guide it works on, if any.
+    async fn guide_id(&self) -> Option<ID> {
+        self.0.guide_id.map(Into::into)
+    }
+
+    /// Fraction done, 0 to 1.
+    async fn progress(&self) -> f64 {
+        self.0.progress
+    }
+
+    /// Last finished epoch (training jobs).
+    async fn current_epoch(&self) -> Option<i32> {
+        self.0.current_epoch
+    }
+
+    /// Parameters given at creation.
+    async fn params(&self) -> Json<&Value> {
+        Json(&self.0.params)
+    }
+
+    /// Outcome of a succeeded job.
+    async fn result(&self) -> Option<Json<&Value>> {
+        self.0.result.as_ref().map(Json)
+    }
+
+    /// Why it failed.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+
+    /// Whether the user asked it to stop.
+    async fn cancel_requested(&self) -> bool {
+        self.0.cancel_requested
+    }
+
+    /// How many times a worker has started it (more than 1 after a restart).
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+
+    /// LLM prompt tokens spent.
+    async fn prompt_tokens(&self) -> i64 {
+        self.0.prompt_tokens
+    }
+
+    /// LLM completion tokens spent.
+    async fn completion_tokens(&self) -> i64 {
+        self.0.completion_tokens
+    }
+
+    /// Estimated LLM cost in US dollars.
+    async fn cost_usd(&self) -> f64 {
+        self.0.cost_usd
+    }
+
+    /// When it was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// When a worker first started it.
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+
+    /// When it finished.
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
     }
 }
 
