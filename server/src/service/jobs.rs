@@ -109,9 +109,11 @@ impl JobEvent {
 }
 
 /// Live job events inside this process, the wake-up for idle workers and the shutdown
-/// switch.
+/// switch. Events go out shared: each subscriber receives every event of every job and
+/// keeps those of its own, so a copy per subscriber would cost every subscription the
+/// payloads of every running job.
 pub struct JobBus {
-    events: broadcast::Sender<JobEvent>,
+    events: broadcast::Sender<Arc<JobEvent>>,
     work: Notify,
     shutdown: watch::Sender<bool>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -132,7 +134,7 @@ impl Default for JobBus {
 
 impl JobBus {
     /// A receiver of every job event published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<JobEvent>> {
         self.events.subscribe()
     }
 
@@ -154,7 +156,7 @@ impl JobBus {
 
     fn publish(&self, event: JobEvent) {
         observability::event_delivered((Utc::now() - event.at).to_std().unwrap_or_default());
-        let _ = self.events.send(event);
+        let _ = self.events.send(Arc::new(event));
     }
 }
 

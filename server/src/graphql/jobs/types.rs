@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Enum, Json, Object, SimpleObject, ID};
+use async_graphql::{Enum, Json, Object, ID};
 use chrono::{DateTime, Utc};
 use entity::enums::{JobKind as DbKind, JobStatus as DbStatus};
 use entity::jobs;
@@ -149,29 +149,48 @@ impl Job {
     }
 }
 
-/// One entry of a job's event log.
-#[derive(SimpleObject, Clone)]
-pub struct JobEvent {
-    /// The job.
-    pub job_id: ID,
-    /// Position in the job's log: 1, 2, 3, … Resume a subscription after the last one seen.
-    pub seq: i32,
-    /// `queued`, `started`, `progress`, `log`, `epoch`, `succeeded`, `failed`, `cancelled`, …
-    pub kind: String,
-    /// Event data; its shape depends on `kind`.
-    pub payload: Json<Value>,
-    /// When it happened.
-    pub at: DateTime<Utc>,
-}
+/// One entry of a job's event log, holding the event as the job bus shares it among
+/// subscribers.
+#[derive(Clone)]
+pub struct JobEvent(Arc<ServiceEvent>);
 
 impl From<ServiceEvent> for JobEvent {
     fn from(event: ServiceEvent) -> Self {
-        Self {
-            job_id: event.job_id.into(),
-            seq: event.seq,
-            kind: event.kind,
-            payload: Json(event.payload),
-            at: event.at,
-        }
+        Self(Arc::new(event))
+    }
+}
+
+impl From<Arc<ServiceEvent>> for JobEvent {
+    fn from(event: Arc<ServiceEvent>) -> Self {
+        Self(event)
+    }
+}
+
+/// One entry of a job's event log.
+#[Object]
+impl JobEvent {
+    /// The job.
+    async fn job_id(&self) -> ID {
+        self.0.job_id.into()
+    }
+
+    /// Position in the job's log: 1, 2, 3, … Resume a subscription after the last one seen.
+    async fn seq(&self) -> i32 {
+        self.0.seq
+    }
+
+    /// `queued`, `started`, `progress`, `log`, `epoch`, `succeeded`, `failed`, `cancelled`, …
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+
+    /// Event data; its shape depends on `kind`.
+    async fn payload(&self) -> Json<&Value> {
+        Json(&self.0.payload)
+    }
+
+    /// When it happened.
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
     }
 }
