@@ -113,11 +113,18 @@ pub async fn start_run(app: &TestApp, token: &str, input: Value) -> Value {
         .clone()
 }
 
+/// Starts a test run and waits until its job ends, however it ends: the run as started
+/// and its job.
+async fn ended_run(app: &TestApp, token: &str, input: Value, timeout: Duration) -> (Value, Value) {
+    let run = start_run(app, token, input).await;
+    let job = wait_for_job(app, token, &run["jobId"], timeout).await;
+    (run, job)
+}
+
 /// Starts a test run, waits until its job succeeded and returns everything the run reports
 /// ([`RUN`]).
 pub async fn finished_run(app: &TestApp, token: &str, input: Value, timeout: Duration) -> Value {
-    let run = start_run(app, token, input).await;
-    let job = wait_for_job(app, token, &run["jobId"], timeout).await;
+    let (run, job) = ended_run(app, token, input, timeout).await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
     app.graphql(Some(token), RUN, json!({ "id": run["id"] }))
         .await
@@ -476,16 +483,10 @@ async fn an_llm_test_run_grades_with_the_real_local_model_and_measures_its_varia
         zero_shot_llm_version(&app, &teacher.token, &["4.13"], Duration::from_secs(1800)).await;
 
     let began = std::time::Instant::now();
-    let run = start_run(
+    let (run, finished) = ended_run(
         &app,
         &teacher.token,
         json!({ "graderVersionId": version, "limit": 2, "repeats": 2, "repeatTemperature": 0.9 }),
-    )
-    .await;
-    let finished = wait_for_job(
-        &app,
-        &teacher.token,
-        &run["jobId"],
         Duration::from_secs(1800),
     )
     .await;
@@ -699,8 +700,13 @@ async fn a_test_run_fails_when_answer_after_answer_gets_no_verdict_and_keeps_wha
     // verdict.
     endpoint.push([Fault::Pass]);
     endpoint.push(std::iter::repeat_n(Fault::Content("Sorry.".into()), 50));
-    let run = start_run(&app, &token, json!({ "graderVersionId": version })).await;
-    let job = wait_for_job(&app, &token, &run["jobId"], Duration::from_secs(120)).await;
+    let (run, job) = ended_run(
+        &app,
+        &token,
+        json!({ "graderVersionId": version }),
+        Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(job["status"], "FAILED", "{job}");
     let error = job["error"].as_str().unwrap_or_default();
     assert!(
@@ -844,16 +850,10 @@ async fn a_whole_test_run_through_429_storms_5xx_stalls_and_garbage_loses_and_re
     // graded before.
     endpoint.push([Fault::Pass]);
     endpoint.push(std::iter::repeat_n(Fault::RateLimited("0".into()), 400));
-    let run = start_run(
+    let (run, job) = ended_run(
         &app,
         &teacher.token,
         json!({ "graderVersionId": version, "limit": 6 }),
-    )
-    .await;
-    let job = wait_for_job(
-        &app,
-        &teacher.token,
-        &run["jobId"],
         Duration::from_secs(120),
     )
     .await;
