@@ -132,6 +132,19 @@ pub async fn finished_run(app: &TestApp, token: &str, input: Value, timeout: Dur
         .clone()
 }
 
+/// Starts a test run that must fail within two minutes saying `why`; returns everything
+/// the run reports ([`RUN`]).
+async fn failed_run(app: &TestApp, token: &str, input: Value, why: &str) -> Value {
+    let (run, job) = ended_run(app, token, input, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "FAILED", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(error.contains(why), "the run says why it stopped: {error}");
+    app.graphql(Some(token), RUN, json!({ "id": run["id"] }))
+        .await
+        .ok()["testRun"]
+        .clone()
+}
+
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
@@ -700,25 +713,14 @@ async fn a_test_run_fails_when_answer_after_answer_gets_no_verdict_and_keeps_wha
     // verdict.
     endpoint.push([Fault::Pass]);
     endpoint.push(std::iter::repeat_n(Fault::Content("Sorry.".into()), 50));
-    let (run, job) = ended_run(
+    let run = failed_run(
         &app,
         &token,
         json!({ "graderVersionId": version }),
-        Duration::from_secs(120),
+        "3 answers in a row could not be graded",
     )
     .await;
-    assert_eq!(job["status"], "FAILED", "{job}");
-    let error = job["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("3 answers in a row could not be graded"),
-        "the run says why it stopped: {error}"
-    );
     // Nothing paid for is lost: whatever was graded before the failures stays.
-    let run = app
-        .graphql(Some(&token), RUN, json!({ "id": run["id"] }))
-        .await
-        .ok()["testRun"]
-        .clone();
     let graded = run["answers"].as_array().cloned().unwrap_or_default();
     assert_eq!(
         graded.len(),
@@ -850,24 +852,13 @@ async fn a_whole_test_run_through_429_storms_5xx_stalls_and_garbage_loses_and_re
     // graded before.
     endpoint.push([Fault::Pass]);
     endpoint.push(std::iter::repeat_n(Fault::RateLimited("0".into()), 400));
-    let (run, job) = ended_run(
+    let run = failed_run(
         &app,
         &teacher.token,
         json!({ "graderVersionId": version, "limit": 6 }),
-        Duration::from_secs(120),
+        "The language-model provider is rate limiting requests",
     )
     .await;
-    assert_eq!(job["status"], "FAILED", "{job}");
-    let error = job["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("rate limiting"),
-        "the run says the provider is rate limiting: {error}"
-    );
-    let run = app
-        .graphql(Some(&teacher.token), RUN, json!({ "id": run["id"] }))
-        .await
-        .ok()["testRun"]
-        .clone();
     assert_eq!(
         marks_by_student(&run).len(),
         1,
