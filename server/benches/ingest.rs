@@ -10,6 +10,9 @@
 //!    client share it) during the upload, over the baseline after a warm-up upload (the
 //!    peak is reset through `/proc/self/clear_refs`).
 
+#[path = "../../tests/scale/cluster.rs"]
+mod cluster;
+
 use std::io::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -184,37 +187,16 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// A DOCX of `text_paragraphs` questions with an image of `image_bytes`.
 fn docx_with_image(text_paragraphs: usize, image_bytes: usize) -> Vec<u8> {
-    let mut body = String::new();
-    for n in 1..=text_paragraphs {
-        body.push_str(&format!(
-            "<w:p><w:r><w:t>Question {n}</w:t></w:r></w:p><w:p><w:r><w:t>Describe the process shown in the photograph. [4 marks]</w:t></w:r></w:p><w:p><w:r><w:t>Model answer: a full description of each stage.</w:t></w:r></w:p>"
-        ));
-    }
-    let document = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>"#
-    );
-    let mut image = vec![0u8; image_bytes];
-    let mut x: u32 = 2_463_534_242;
-    for b in &mut image {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        *b = x as u8;
-    }
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut zip = zip::ZipWriter::new(&mut buf);
-        let deflated = zip::write::SimpleFileOptions::default();
-        let stored = deflated.compression_method(zip::CompressionMethod::Stored);
-        zip.start_file("word/document.xml", deflated).expect("zip");
-        zip.write_all(document.as_bytes()).expect("zip");
-        zip.start_file("word/media/image1.jpeg", stored)
-            .expect("zip");
-        zip.write_all(&image).expect("zip");
-        zip.finish().expect("zip");
-    }
-    buf.into_inner()
+    let body: String = (1..=text_paragraphs)
+        .map(|n| {
+            format!(
+                "<w:p><w:r><w:t>Question {n}</w:t></w:r></w:p><w:p><w:r><w:t>Describe the process shown in the photograph. [4 marks]</w:t></w:r></w:p><w:p><w:r><w:t>Model answer: a full description of each stage.</w:t></w:r></w:p>"
+            )
+        })
+        .collect();
+    cluster::docx_with_image(&body, image_bytes, 0).expect("an in-memory zip")
 }
 
 async fn upload(dir: &std::path::Path) {

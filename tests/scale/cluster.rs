@@ -576,11 +576,21 @@ pub fn docx_guide(n: usize, image_bytes: usize) -> anyhow::Result<Vec<u8>> {
         })
         .map(|line| format!("<w:p><w:r><w:t>{line}</w:t></w:r></w:p>"))
         .collect();
+    docx_with_image(
+        &format!("<w:p><w:r><w:t>Guide {n}</w:t></w:r></w:p>{paragraphs}"),
+        image_bytes,
+        n as u32,
+    )
+}
+
+/// A DOCX whose document body is `body` (WordprocessingML paragraphs) with an image of
+/// `image_bytes` pseudo-random bytes from `seed`, stored uncompressed as JPEGs are.
+pub fn docx_with_image(body: &str, image_bytes: usize, seed: u32) -> anyhow::Result<Vec<u8>> {
     let document = format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Guide {n}</w:t></w:r></w:p>{paragraphs}</w:body></w:document>"#
+        r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>"#
     );
     let mut image = vec![0u8; image_bytes];
-    let mut x = 2_463_534_242u32 ^ (n as u32).wrapping_mul(2_654_435_761);
+    let mut x = 2_463_534_242u32 ^ seed.wrapping_mul(2_654_435_761);
     for b in &mut image {
         x ^= x << 13;
         x ^= x >> 17;
